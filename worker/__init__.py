@@ -1,0 +1,1 @@
+"""RunPod serverless worker for the ETHMumbai avatar workflow."""

@@ -1,0 +1,18 @@
+"""Where things live. Every path can be overridden by environment variable (Docker, RunPod volume)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACK_DIR = REPO_ROOT / "custom_nodes" / "ethmumbai"
+WORKFLOWS_DIR = REPO_ROOT / "workflows"
+
+
+def comfyui_dir() -> Path:
+    return Path(os.environ.get("COMFYUI_DIR", REPO_ROOT / ".comfyui" / "ComfyUI"))
+
+
+def model_paths_config() -> Path:
+    return Path(os.environ.get("EXTRA_MODEL_PATHS", REPO_ROOT / "extra_model_paths.yaml"))
