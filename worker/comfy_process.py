@@ -149,7 +149,7 @@ class ComfyProcess:
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir()
 
-    def __enter__(self) -> "ComfyProcess":
+    def __enter__(self) -> ComfyProcess:
         self.start()
         self.wait_ready()
         return self

@@ -16,3 +16,7 @@ def comfyui_dir() -> Path:
 
 def model_paths_config() -> Path:
     return Path(os.environ.get("EXTRA_MODEL_PATHS", REPO_ROOT / "extra_model_paths.yaml"))
+
+
+def workflows_dir() -> Path:
+    return Path(os.environ.get("WORKFLOWS_DIR", WORKFLOWS_DIR))

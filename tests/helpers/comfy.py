@@ -62,4 +62,9 @@ def run_prompt(base_url: str, prompt: dict, timeout: float = 300.0) -> dict:
             raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
     finally:
         ws.close()
-    return requests.get(f"{base_url}/history/{prompt_id}", timeout=30).json()[prompt_id]
+    # ComfyUI sends execution_error before it files the prompt in /history: wait for the entry.
+    while True:
+        history = requests.get(f"{base_url}/history/{prompt_id}", timeout=30).json()
+        if prompt_id in history or time.monotonic() > deadline:
+            return history[prompt_id]
+        time.sleep(0.05)

@@ -1,0 +1,19 @@
+"""The V3 node classes: each declares its interface and calls one function in ``core/``."""
+
+from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
+
+from .composite import BackgroundComposite
+from .face_crop import FaceCrop
+from .lineart import Lineart
+from .load_image import LoadImageBase64
+from .person_mask import PersonMask
+from .save_image import SaveImageBase64
+
+NODES = [LoadImageBase64, FaceCrop, PersonMask, Lineart, BackgroundComposite, SaveImageBase64]
+
+
+class EthMumbaiExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES

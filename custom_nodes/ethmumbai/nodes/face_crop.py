@@ -1,0 +1,48 @@
+from comfy_api.latest import io
+
+from ..core.face import DETECTORS, MULTIPLE_FACE_POLICIES, NO_FACE_POLICIES, face_crop
+from .types import CATEGORY, CropBoxType
+
+
+class FaceCrop(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="EthMumbaiFaceCrop",
+            display_name="ETHMumbai Face Crop",
+            category=CATEGORY,
+            description=(
+                "Finds the face (mediapipe's bundled detector, OpenCV Haar as fallback) and cuts a square "
+                "head-and-shoulders crop around it, resized to output_size. Parts of the square outside the "
+                "photo are filled by repeating the edge pixels. The crop box output lets the composite node "
+                "paste the stylized crop back into the original photo."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="One photo (batch size 1)."),
+                io.Int.Input("output_size", default=1024, min=64, max=4096, step=8,
+                             tooltip="Width and height of the square crop in pixels."),
+                io.Float.Input("margin", default=0.6, min=0.0, max=3.0, step=0.05,
+                               tooltip="Growth of the face box on each side, as a fraction of the face size "
+                                       "(0.6 takes the head and some shoulders)."),
+                io.Combo.Input("detector", options=list(DETECTORS), default="auto",
+                               tooltip="auto: mediapipe, then OpenCV Haar if mediapipe finds nothing or is "
+                                       "not installed."),
+                io.Combo.Input("multiple_faces", options=list(MULTIPLE_FACE_POLICIES), default="largest",
+                               tooltip="With several faces: crop the largest, or fail with MULTIPLE_FACES."),
+                io.Combo.Input("on_no_face", options=list(NO_FACE_POLICIES), default="fail",
+                               tooltip="With no face: fail with NO_FACE_DETECTED, or take the centred square."),
+                io.Float.Input("min_confidence", default=0.5, min=0.05, max=1.0, step=0.05,
+                               tooltip="Lowest mediapipe detection score accepted (Haar has no score)."),
+            ],
+            outputs=[
+                io.Image.Output("face", display_name="face", tooltip="The square crop, output_size x output_size."),
+                io.Mask.Output("face_mask", display_name="face_mask", tooltip="1 inside the detected face box (all zeros for a centred crop)."),
+                CropBoxType.Output("crop_box", display_name="crop_box", tooltip="Where the crop came from, for paste-back."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, output_size: int, margin: float, detector: str, multiple_faces: str,
+                on_no_face: str, min_confidence: float) -> io.NodeOutput:
+        return io.NodeOutput(*face_crop(image, output_size, margin, detector, multiple_faces, on_no_face,
+                                        min_confidence))

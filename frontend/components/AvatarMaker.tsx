@@ -1,0 +1,304 @@
+"use client";
+
+import { useCallback, useEffect, useRef, useState } from "react";
+
+import { avatarPngBlob, PrepareError, prepareImage } from "@/lib/client/images";
+import type { JobError, JobView, Progress } from "@/lib/jobs";
+import { describeProgress, friendlyError, type Phase } from "@/lib/messages";
+
+const POLL_MS = 500;
+const MAX_POLL_FAILURES = 5; // consecutive network errors before giving up
+const JOB_DEADLINE_MS = 15 * 60_000; // cold GPU workers can take minutes to start
+const ACCEPT = "image/jpeg,image/png,image/webp";
+
+type UiState =
+  | { kind: "idle" }
+  | { kind: "working"; phase: Phase; progress?: Progress; before?: string }
+  | { kind: "done"; before: string; after: string; width: number; height: number }
+  | { kind: "error"; error: JobError; before?: string };
+
+class JobFailed extends Error {
+  constructor(readonly error: JobError) {
+    super(error.code);
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+  });
+
+async function readApi<T>(response: Response): Promise<T> {
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new JobFailed(body?.error?.code ? body.error : { code: "UNKNOWN", message: `HTTP ${response.status}` });
+  }
+  return body as T;
+}
+
+/** Poll until the job ends; report queued/running views as they come. */
+async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobView) => void): Promise<JobView> {
+  const deadline = Date.now() + JOB_DEADLINE_MS;
+  let failures = 0;
+  while (Date.now() < deadline) {
+    let view: JobView;
+    try {
+      view = await readApi<JobView>(await fetch(`/api/jobs/${encodeURIComponent(id)}`, { signal, cache: "no-store" }));
+      failures = 0;
+    } catch (err) {
+      if (signal.aborted || err instanceof JobFailed) throw err;
+      if (++failures >= MAX_POLL_FAILURES) throw new JobFailed({ code: "NETWORK", message: "" });
+      await sleep(POLL_MS * 2 ** failures, signal);
+      continue;
+    }
+    if (view.state === "completed" || view.state === "failed") return view;
+    onView(view);
+    await sleep(POLL_MS, signal);
+  }
+  throw new JobFailed({ code: "TIMEOUT", message: "" });
+}
+
+export default function AvatarMaker() {
+  const [state, setState] = useState<UiState>({ kind: "idle" });
+  const [dragging, setDragging] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const cameraInput = useRef<HTMLInputElement>(null);
+  const chooseButton = useRef<HTMLButtonElement>(null);
+  const resultHeading = useRef<HTMLHeadingElement>(null);
+  const errorHeading = useRef<HTMLHeadingElement>(null);
+  const abort = useRef<AbortController | null>(null);
+  const objectUrls = useRef<string[]>([]);
+
+  const makeUrl = (blob: Blob) => {
+    const url = URL.createObjectURL(blob);
+    objectUrls.current.push(url);
+    return url;
+  };
+
+  const releaseUrls = () => {
+    objectUrls.current.forEach((url) => URL.revokeObjectURL(url));
+    objectUrls.current = [];
+  };
+
+  useEffect(
+    () => () => {
+      abort.current?.abort();
+      releaseUrls();
+    },
+    [],
+  );
+
+  // Move focus to what changed, so keyboard and screen-reader users land on the result or the error.
+  useEffect(() => {
+    if (state.kind === "done") resultHeading.current?.focus();
+    if (state.kind === "error") errorHeading.current?.focus();
+  }, [state.kind]);
+
+  const start = useCallback(async (file: File) => {
+    abort.current?.abort();
+    releaseUrls();
+    const controller = new AbortController();
+    abort.current = controller;
+    const { signal } = controller;
+    let before: string | undefined;
+    try {
+      setState({ kind: "working", phase: "preparing" });
+      const prepared = await prepareImage(file);
+      before = makeUrl(prepared.blob);
+      setState({ kind: "working", phase: "uploading", before });
+      const { id } = await readApi<{ id: string }>(
+        await fetch("/api/jobs", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ image: prepared.base64 }),
+          signal,
+        }),
+      );
+      setState({ kind: "working", phase: "queued", before });
+      const view = await waitForJob(id, signal, (update) =>
+        setState({
+          kind: "working",
+          phase: update.state === "running" ? "running" : "queued",
+          progress: update.state === "running" ? update.progress : undefined,
+          before,
+        }),
+      );
+      if (view.state === "failed") throw new JobFailed(view.error);
+      if (view.state !== "completed") throw new JobFailed({ code: "UNKNOWN", message: "" });
+      const png = await avatarPngBlob(view.result.image, view.result.format);
+      setState({ kind: "done", before, after: makeUrl(png), width: view.result.width, height: view.result.height });
+    } catch (err) {
+      if (signal.aborted) return;
+      const error =
+        err instanceof JobFailed
+          ? err.error
+          : err instanceof PrepareError
+            ? { code: err.code, message: "" }
+            : { code: "NETWORK", message: "" };
+      setState({ kind: "error", error, before });
+    }
+  }, []);
+
+  const onFiles = (files: FileList | null) => {
+    const file = files?.[0];
+    if (file) void start(file);
+  };
+
+  const reset = () => {
+    abort.current?.abort();
+    releaseUrls();
+    setState({ kind: "idle" });
+    requestAnimationFrame(() => chooseButton.current?.focus());
+  };
+
+  const working = state.kind === "working";
+
+  return (
+    <div className="maker">
+      <section
+        aria-labelledby="upload-heading"
+        className={`dropzone${dragging ? " dropzone--active" : ""}${working ? " dropzone--busy" : ""}`}
+        onDragOver={(event) => {
+          event.preventDefault();
+          if (!working) setDragging(true);
+        }}
+        onDragLeave={() => setDragging(false)}
+        onDrop={(event) => {
+          event.preventDefault();
+          setDragging(false);
+          if (!working) onFiles(event.dataTransfer.files);
+        }}
+      >
+        <h2 id="upload-heading">1. Your photo</h2>
+        <p className="hint">Drag a photo here, or choose one. A clear, front-facing face works best.</p>
+        <div className="actions">
+          <button
+            ref={chooseButton}
+            type="button"
+            className="button button--primary"
+            disabled={working}
+            onClick={() => fileInput.current?.click()}
+          >
+            Choose a photo
+          </button>
+          <button
+            type="button"
+            className="button button--secondary touch-only"
+            disabled={working}
+            onClick={() => cameraInput.current?.click()}
+          >
+            Take a selfie
+          </button>
+        </div>
+        <p className="fineprint">
+          JPEG, PNG or WebP, up to 25 MB. Resized in your browser to 2048 px; location data is removed.
+        </p>
+        <input
+          ref={fileInput}
+          id="photo-file"
+          data-testid="photo-input"
+          type="file"
+          accept={ACCEPT}
+          hidden
+          onChange={(event) => {
+            onFiles(event.target.files);
+            event.target.value = "";
+          }}
+        />
+        <input
+          ref={cameraInput}
+          type="file"
+          accept={ACCEPT}
+          capture="user"
+          hidden
+          onChange={(event) => {
+            onFiles(event.target.files);
+            event.target.value = "";
+          }}
+        />
+      </section>
+
+      {working && <ProgressPanel phase={state.phase} progress={state.progress} before={state.before} />}
+
+      {state.kind === "done" && (
+        <section aria-labelledby="result-heading" className="panel result">
+          <h2 id="result-heading" ref={resultHeading} tabIndex={-1}>
+            2. Your ETHMumbai avatar
+          </h2>
+          <div className="compare">
+            <figure>
+              <img src={state.before} alt="Your photo, before" />
+              <figcaption>Before</figcaption>
+            </figure>
+            <figure>
+              <img src={state.after} alt="Your ETHMumbai avatar" data-testid="avatar-result" />
+              <figcaption>
+                After{state.width > 0 && ` · ${state.width}×${state.height}`}
+              </figcaption>
+            </figure>
+          </div>
+          <div className="actions">
+            <a className="button button--primary" href={state.after} download="ethmumbai-avatar.png">
+              Download PNG
+            </a>
+            <button type="button" className="button button--secondary" onClick={reset}>
+              Make another
+            </button>
+          </div>
+        </section>
+      )}
+
+      {state.kind === "error" && (
+        <section role="alert" aria-labelledby="error-heading" className="panel error">
+          <h2 id="error-heading" ref={errorHeading} tabIndex={-1}>
+            That didn&rsquo;t work
+          </h2>
+          <p className="error__message" data-testid="error-message" data-code={state.error.code}>
+            {friendlyError(state.error.code)}
+          </p>
+          {state.error.message && (
+            <details>
+              <summary>Details</summary>
+              <p>
+                <code>{state.error.code}</code>: {state.error.message}
+              </p>
+            </details>
+          )}
+          <div className="actions">
+            <button type="button" className="button button--primary" onClick={reset}>
+              Try another photo
+            </button>
+          </div>
+        </section>
+      )}
+    </div>
+  );
+}
+
+function ProgressPanel({ phase, progress, before }: { phase: Phase; progress?: Progress; before?: string }) {
+  const { label, detail, percent } = describeProgress(phase, progress);
+  return (
+    <section aria-labelledby="progress-heading" className="panel progress" aria-busy="true">
+      <h2 id="progress-heading">2. Making your avatar</h2>
+      <div className="progress__body">
+        {before && (
+          <img className="progress__thumb" src={before} alt="Your photo" />
+        )}
+        <div className="progress__status">
+          <p id="progress-label" role="status" aria-live="polite" data-testid="progress-label" data-phase={phase}>
+            {label}
+          </p>
+          <progress aria-labelledby="progress-label" max={100} value={percent} />
+          {/* Outside the live region: a screen reader hears each stage once, not every step. */}
+          <p className="progress__detail" data-testid="progress-detail">
+            {detail}
+          </p>
+        </div>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,29 @@
+// The job view the browser polls (GET /api/jobs/<id>), the same whichever RunPod API is behind the server.
+
+/** Worker progress payload (docs/ARCHITECTURE.md, "Progress"): step/steps only while sampling. */
+export interface Progress {
+  stage: string;
+  step?: number;
+  steps?: number;
+}
+
+export interface AvatarResult {
+  image: string; // base64, no data: prefix
+  format: string; // "png" | "webp" | "jpeg"
+  width: number;
+  height: number;
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+export type JobView =
+  | { state: "queued" }
+  | { state: "running"; progress?: Progress }
+  | { state: "completed"; result: AvatarResult }
+  | { state: "failed"; error: JobError };
+
+/** RunPod job ids are UUID-like; anything else never reaches the endpoint URL. */
+export const JOB_ID_PATTERN = /^[A-Za-z0-9-]{1,128}$/;

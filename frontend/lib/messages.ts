@@ -1,0 +1,71 @@
+import type { Progress } from "@/lib/jobs";
+
+// What people read. Worker codes come from docs/ARCHITECTURE.md ("Error codes"); the rest from this app.
+const ERROR_MESSAGES: Record<string, string> = {
+  NO_FACE_DETECTED: "We couldn't find a face — try a clearer, front-facing photo.",
+  MULTIPLE_FACES: "We found more than one face — try a photo with just you in it.",
+  UNSUPPORTED_IMAGE: "We can only read JPEG, PNG or WebP photos, and this one looks different or damaged.",
+  IMAGE_TOO_LARGE: "That photo is too big for us. Try a smaller one.",
+  INVALID_INPUT: "Something about that request wasn't right. Please try another photo.",
+  MODEL_MISSING: "The avatar machine isn't fully set up yet. Please try again later.",
+  DEPENDENCY_MISSING: "The avatar machine isn't fully set up yet. Please try again later.",
+  COMFY_VALIDATION: "Something went wrong while drawing your avatar. Please try again.",
+  COMFY_EXECUTION: "Something went wrong while drawing your avatar. Please try again.",
+  COMFY_CRASHED: "The avatar machine restarted in the middle of your photo. Please try again.",
+  TIMEOUT: "That took too long. Please try again in a minute.",
+  CANCELLED: "The job was cancelled. Please try again.",
+  OUTPUT_TOO_LARGE: "Your avatar came out too big to send back. Please try a smaller photo.",
+  STORAGE_ERROR: "We couldn't save your avatar. Please try again.",
+  // This app's own codes.
+  FILE_TYPE: "Please choose a JPEG, PNG or WebP photo.",
+  FILE_TOO_LARGE: "That file is over 25 MB. Please choose a smaller photo.",
+  FILE_UNREADABLE: "We couldn't open that photo. Please try another one.",
+  ENDPOINT_UNAVAILABLE: "The avatar service is busy or unreachable right now. Please try again in a minute.",
+  SERVICE_MISCONFIGURED: "The avatar service is not configured yet. Please try again later.",
+  NETWORK: "We lost the connection. Check your internet and try again.",
+  JOB_NOT_FOUND: "We lost track of your avatar. Please try again.",
+};
+
+export function friendlyError(code: string): string {
+  return ERROR_MESSAGES[code] ?? "Something went wrong. Please try again.";
+}
+
+const STAGE_LABELS: Record<string, string> = {
+  queued: "Warming up the avatar engine",
+  preprocess: "Finding your face",
+  sampling: "Drawing your avatar",
+  encode: "Adding the ETHMumbai backdrop",
+  upload: "Saving your avatar",
+};
+
+const STAGE_PERCENT: Record<string, number> = { queued: 10, preprocess: 12, sampling: 15, encode: 93, upload: 97 };
+
+export type Phase = "preparing" | "uploading" | "queued" | "running";
+
+/** The status line (a stage), its detail (sampling steps) and an overall 0..100 estimate (undefined: unknown). */
+export function describeProgress(
+  phase: Phase,
+  progress?: Progress,
+): { label: string; detail?: string; percent?: number } {
+  switch (phase) {
+    case "preparing":
+      return { label: "Preparing your photo", percent: 2 };
+    case "uploading":
+      return { label: "Uploading", percent: 5 };
+    case "queued":
+      return { label: "Waiting for a free GPU", percent: 8 };
+    case "running":
+      break;
+  }
+  if (!progress) return { label: "Working on it" };
+  const label = STAGE_LABELS[progress.stage] ?? "Working on it";
+  if (progress.stage === "sampling" && progress.steps && progress.step !== undefined) {
+    const step = Math.min(progress.step, progress.steps);
+    return {
+      label,
+      detail: `Step ${step} of ${progress.steps}`,
+      percent: 15 + Math.round((75 * step) / progress.steps),
+    };
+  }
+  return { label, percent: STAGE_PERCENT[progress.stage] };
+}

@@ -1,0 +1,22 @@
+import "server-only";
+
+import { ConfigError, EndpointError } from "@/lib/server/runpod";
+import { RequestError } from "@/lib/server/validate";
+
+const NO_STORE = { "Cache-Control": "no-store" };
+
+export function json(body: unknown, status = 200): Response {
+  return Response.json(body, { status, headers: NO_STORE });
+}
+
+/** An API error as `{"error": {"code", "message"}}`; unexpected errors are logged and answered generically. */
+export function errorResponse(err: unknown): Response {
+  if (err instanceof RequestError) return json({ error: { code: err.code, message: err.message } }, err.httpStatus);
+  if (err instanceof EndpointError) return json({ error: err.error }, err.httpStatus);
+  if (err instanceof ConfigError) {
+    console.error(`frontend misconfigured: ${err.message}`);
+    return json({ error: { code: "SERVICE_MISCONFIGURED", message: "The avatar service is not configured" } }, 500);
+  }
+  console.error("unexpected error in API route", err instanceof Error ? err.name : typeof err);
+  return json({ error: { code: "UNKNOWN", message: "Unexpected server error" } }, 500);
+}

@@ -1,0 +1,198 @@
+// Server-only: talks to the RunPod endpoint with the API key from the server env. Never import from a client file.
+import "server-only";
+
+import type { AvatarResult, JobError, JobView, Progress } from "@/lib/jobs";
+import { normalizeWorkerError } from "@/lib/server/errors";
+
+export interface EndpointConfig {
+  baseUrl: string; // https://api.runpod.ai/v2/<endpoint id>, or the local worker API http://127.0.0.1:<port>
+  apiKey: string;
+  local: boolean;
+}
+
+export class ConfigError extends Error {}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+const REQUEST_TIMEOUT_MS = 30_000;
+// The local worker API runs the whole job inside POST /status (see localStatus).
+const LOCAL_JOB_TIMEOUT_MS = 15 * 60_000;
+// Finished local jobs are kept this long for the browser's next poll, then dropped (user photos are private).
+const LOCAL_RESULT_TTL_MS = 5 * 60_000;
+
+/**
+ * A loopback endpoint is the local worker API (`--rp_serve_api`), whose semantics differ from RunPod's:
+ * POST /status runs the job to the end, and progress comes in through RUNPOD_WEBHOOK_POST_OUTPUT.
+ */
+export function endpointConfig(env: NodeJS.ProcessEnv = process.env): EndpointConfig {
+  const raw = env.RUNPOD_ENDPOINT_URL;
+  if (!raw) throw new ConfigError("RUNPOD_ENDPOINT_URL is not set");
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("RUNPOD_ENDPOINT_URL is not a URL");
+  }
+  const local = LOOPBACK_HOSTS.has(url.hostname);
+  const apiKey = env.RUNPOD_API_KEY ?? "";
+  if (!local && !apiKey) throw new ConfigError("RUNPOD_API_KEY is not set");
+  return { baseUrl: raw.replace(/\/+$/, ""), apiKey, local };
+}
+
+function failed(code: string, message: string): JobView {
+  return { state: "failed", error: { code, message } };
+}
+
+function intOrUndefined(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : undefined;
+}
+
+export function parseProgress(output: unknown): Progress | undefined {
+  if (!output || typeof output !== "object") return undefined;
+  const { stage, step, steps } = output as Record<string, unknown>;
+  if (typeof stage !== "string" || !/^[a-z_]{1,32}$/.test(stage)) return undefined;
+  return { stage, step: intOrUndefined(step), steps: intOrUndefined(steps) };
+}
+
+function completedView(output: unknown): JobView {
+  if (!output || typeof output !== "object") return failed("NO_RESULT", "The worker returned no output");
+  const out = output as Record<string, unknown>;
+  if (out.error) return { state: "failed", error: normalizeWorkerError(out.error) };
+  if (typeof out.image !== "string" || !out.image) return failed("NO_RESULT", "The worker returned no image");
+  const result: AvatarResult = {
+    image: out.image,
+    format: typeof out.format === "string" ? out.format : "png",
+    width: intOrUndefined(out.width) ?? 0,
+    height: intOrUndefined(out.height) ?? 0,
+  };
+  return { state: "completed", result };
+}
+
+/** Map a RunPod /status body (deployed or local) to the browser's job view. */
+export function viewFromStatus(body: unknown): JobView {
+  const status = body && typeof body === "object" ? (body as Record<string, unknown>) : {};
+  switch (status.status) {
+    case "IN_QUEUE":
+      return { state: "queued" };
+    case "IN_PROGRESS":
+      return { state: "running", progress: parseProgress(status.output) };
+    case "COMPLETED":
+      return completedView(status.output);
+    case "FAILED":
+      return { state: "failed", error: normalizeWorkerError(status.error) };
+    case "CANCELLED":
+      return failed("CANCELLED", "The job was cancelled");
+    case "TIMED_OUT":
+      return failed("TIMEOUT", "The job timed out");
+    default:
+      return failed("UNKNOWN", "Unexpected job status");
+  }
+}
+
+export class EndpointError extends Error {
+  constructor(readonly error: JobError, readonly httpStatus: number) {
+    super(error.message);
+  }
+}
+
+async function callEndpoint(
+  config: EndpointConfig,
+  method: "GET" | "POST",
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<unknown> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (config.apiKey) headers.Authorization = `Bearer ${config.apiKey}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response: Response;
+  try {
+    response = await fetch(`${config.baseUrl}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+      cache: "no-store",
+    });
+  } catch (err) {
+    console.error(`RunPod endpoint unreachable (${method} ${path.split("/")[1]}): ${(err as Error).name}`);
+    throw new EndpointError({ code: "ENDPOINT_UNAVAILABLE", message: "The avatar service is unreachable" }, 502);
+  }
+  if (response.status === 404) {
+    throw new EndpointError({ code: "JOB_NOT_FOUND", message: "No such job" }, 404);
+  }
+  if (!response.ok) {
+    // 401/403: wrong key. Log the status only: never the key, never the request body (a user photo).
+    console.error(`RunPod endpoint answered HTTP ${response.status} to ${method} ${path.split("/")[1]}`);
+    throw new EndpointError({ code: "ENDPOINT_UNAVAILABLE", message: "The avatar service refused the request" }, 502);
+  }
+  return response.json();
+}
+
+// ---- local worker API: this server keeps the job state that RunPod would keep ----
+
+interface LocalJob {
+  view: JobView;
+  finishedAt?: number;
+}
+
+// On globalThis: each route is bundled separately, so a module-level Map would not be shared between routes.
+const globalStore = globalThis as typeof globalThis & { __ethmumbaiLocalJobs?: Map<string, LocalJob> };
+const localJobs = (globalStore.__ethmumbaiLocalJobs ??= new Map<string, LocalJob>());
+
+function pruneLocalJobs(now = Date.now()): void {
+  for (const [id, job] of localJobs) {
+    if (job.finishedAt !== undefined && now - job.finishedAt > LOCAL_RESULT_TTL_MS) localJobs.delete(id);
+  }
+}
+
+function finishLocalJob(id: string, view: JobView): void {
+  localJobs.set(id, { view, finishedAt: Date.now() });
+}
+
+async function runLocalJob(config: EndpointConfig, id: string): Promise<void> {
+  try {
+    const body = await callEndpoint(config, "POST", `/status/${id}`, undefined, LOCAL_JOB_TIMEOUT_MS);
+    finishLocalJob(id, viewFromStatus(body));
+  } catch (err) {
+    finishLocalJob(id, { state: "failed", error: (err as EndpointError).error ?? { code: "UNKNOWN", message: "" } });
+  }
+}
+
+/**
+ * Progress POSTed by the local worker's runpod SDK (progress_update → RUNPOD_WEBHOOK_POST_OUTPUT).
+ * Returns false for a job this server does not know; a late update for a finished job is ignored.
+ */
+export function recordLocalProgress(id: string, body: unknown): boolean {
+  const job = localJobs.get(id);
+  if (!job) return false;
+  const status = body && typeof body === "object" ? (body as Record<string, unknown>) : {};
+  if (job.finishedAt === undefined && status.status === "IN_PROGRESS") {
+    job.view = { state: "running", progress: parseProgress(status.output) };
+  }
+  return true;
+}
+
+// ---- the two operations the routes use ----
+
+export async function submitJob(config: EndpointConfig, input: Record<string, unknown>): Promise<string> {
+  const body = (await callEndpoint(config, "POST", "/run", { input }, REQUEST_TIMEOUT_MS)) as { id?: unknown };
+  if (typeof body?.id !== "string") {
+    throw new EndpointError({ code: "ENDPOINT_UNAVAILABLE", message: "The avatar service returned no job id" }, 502);
+  }
+  if (config.local) {
+    pruneLocalJobs();
+    localJobs.set(body.id, { view: { state: "queued" } });
+    void runLocalJob(config, body.id);
+  }
+  return body.id;
+}
+
+export async function jobStatus(config: EndpointConfig, id: string): Promise<JobView> {
+  if (!config.local) {
+    return viewFromStatus(await callEndpoint(config, "GET", `/status/${id}`, undefined, REQUEST_TIMEOUT_MS));
+  }
+  pruneLocalJobs();
+  const job = localJobs.get(id);
+  if (!job) throw new EndpointError({ code: "JOB_NOT_FOUND", message: "No such job" }, 404);
+  return job.view;
+}

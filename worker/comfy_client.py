@@ -1,0 +1,132 @@
+"""A small client for one ComfyUI server: the HTTP endpoints the worker uses and its websocket events.
+
+Nothing here logs request or response bodies: prompts carry the user's photo as base64.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import requests
+import websocket
+
+HTTP_TIMEOUT = 30.0
+
+
+class ComfyUnavailable(RuntimeError):
+    """ComfyUI did not answer (connection refused/reset): the process is probably gone."""
+
+
+@dataclass
+class PromptRejected(Exception):
+    """POST /prompt answered with an error or with node_errors (always a failure here)."""
+
+    error: dict
+    node_errors: dict
+
+
+class SocketDropped(Exception):
+    """The websocket closed under us; events may have been missed."""
+
+
+class ComfyClient:
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.http = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            return self.http.request(method, f"{self.base_url}{path}", timeout=HTTP_TIMEOUT, **kwargs)
+        except requests.ConnectionError as err:
+            raise ComfyUnavailable(f"ComfyUI at {self.base_url} is not answering: {type(err).__name__}") from None
+
+    def queue_prompt(self, prompt: dict, prompt_id: str, client_id: str) -> None:
+        """Queue ``prompt`` under our own ``prompt_id`` so it can be found even if this answer is lost."""
+        resp = self._call("POST", "/prompt", json={"prompt": prompt, "prompt_id": prompt_id, "client_id": client_id})
+        body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+        if resp.status_code != 200 or body.get("node_errors"):
+            raise PromptRejected(body.get("error") or {"message": f"HTTP {resp.status_code}"},
+                                 body.get("node_errors") or {})
+
+    def history(self, prompt_id: str) -> dict | None:
+        """The finished prompt's history entry, or None while it is queued or running."""
+        return self._call("GET", f"/history/{prompt_id}").json().get(prompt_id)
+
+    def delete_history(self, prompt_id: str) -> None:
+        self._call("POST", "/history", json={"delete": [prompt_id]})
+
+    def dequeue(self, prompt_id: str) -> None:
+        """Remove a prompt that has not started yet (no-op if it is running or gone)."""
+        self._call("POST", "/queue", json={"delete": [prompt_id]})
+
+    def interrupt(self, prompt_id: str) -> None:
+        """Interrupt ``prompt_id`` if it is the one running (ComfyUI ignores it otherwise)."""
+        self._call("POST", "/interrupt", json={"prompt_id": prompt_id})
+
+    def free(self) -> None:
+        """Drop cached node outputs (they hold the last photos) and unload models."""
+        self._call("POST", "/free", json={"free_memory": True})
+
+    def queue_ids(self) -> tuple[list[str], list[str]]:
+        """(running, pending) prompt ids."""
+        body = self._call("GET", "/queue").json()
+        return [item[1] for item in body["queue_running"]], [item[1] for item in body["queue_pending"]]
+
+    def events(self, client_id: str) -> EventStream:
+        return EventStream(f"ws://{self.base_url.split('://', 1)[1]}/ws?clientId={client_id}")
+
+
+class EventStream:
+    """ComfyUI's websocket for one client id, reconnectable (ComfyUI keys its events by client id)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._ws: websocket.WebSocket | None = None
+
+    def connect(self, timeout: float = 10.0) -> None:
+        self.close()
+        try:
+            self._ws = websocket.create_connection(self.url, timeout=timeout, enable_multithread=True)
+        except (OSError, websocket.WebSocketException) as err:
+            raise ComfyUnavailable(f"websocket connect failed: {type(err).__name__}") from None
+
+    def reconnect(self, attempts: int = 5, delay: float = 0.5) -> None:
+        for attempt in range(attempts):
+            try:
+                self.connect()
+                return
+            except ComfyUnavailable:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(delay)
+
+    def receive(self, timeout: float) -> dict | None:
+        """The next JSON event, or None if none came within ``timeout`` s. Binary frames (previews) are skipped."""
+        if self._ws is None:
+            raise SocketDropped("not connected")
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self._ws.settimeout(left)
+            try:
+                message = self._ws.recv()
+            except websocket.WebSocketTimeoutException:
+                return None
+            except (OSError, websocket.WebSocketException) as err:
+                self.close()
+                raise SocketDropped(type(err).__name__) from None
+            if isinstance(message, str) and message:
+                return json.loads(message)
+            if message == "":  # recv() gives "" when the peer closed the connection
+                self.close()
+                raise SocketDropped("closed by ComfyUI")
+        return None
+
+    def close(self) -> None:
+        if self._ws is not None:
+            try:
+                self._ws.close(timeout=1)
+            except (OSError, websocket.WebSocketException):
+                pass
+            self._ws = None

@@ -1,0 +1,77 @@
+"""Machine-readable job errors: the pack's codes plus the worker's own, and how ComfyUI failures map to them.
+
+A failed job is returned (never raised) as ``{"error": "<JSON of {code, message}>"}``: the runpod SDK
+only accepts a string there (a dict makes its local API answer HTTP 500 and the platform report the
+job COMPLETED with no output), so the ``{code, message}`` object travels JSON-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from custom_nodes.ethmumbai.core.errors import CODES as PACK_CODES
+from worker.workflow import Target, missing_model_message
+
+COMFY_VALIDATION = "COMFY_VALIDATION"  # ComfyUI refused the prompt (node_errors), other than a missing model
+COMFY_EXECUTION = "COMFY_EXECUTION"  # a node raised something that is not one of the pack's coded errors
+TIMEOUT = "TIMEOUT"  # the job's deadline passed; the prompt was interrupted and removed
+COMFY_CRASHED = "COMFY_CRASHED"  # the ComfyUI process died or became unreachable during the job
+OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"  # the result exceeds the payload limit and no storage is configured
+STORAGE_ERROR = "STORAGE_ERROR"  # the object store failed
+INVALID_INPUT = "INVALID_INPUT"
+MODEL_MISSING = "MODEL_MISSING"
+
+CODES = PACK_CODES | {COMFY_VALIDATION, COMFY_EXECUTION, TIMEOUT, COMFY_CRASHED, OUTPUT_TOO_LARGE, STORAGE_ERROR}
+
+_CODE_PREFIX = re.compile(r"^\[([A-Z_]+)\]\s*")
+# Defence in depth: error texts are echoed to clients and logs, so any long base64-like run is cut out.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{120,}")
+MAX_MESSAGE_CHARS = 600
+
+
+class WorkerError(Exception):
+    def __init__(self, code: str, message: str):
+        if code not in CODES:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(code, message)
+        self.code = code
+        self.message = clean_message(message)
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+    def to_output(self) -> dict:
+        """The handler's return value for this failure (see the module docstring for the shape)."""
+        return {"error": json.dumps({"code": self.code, "message": self.message})}
+
+
+def clean_message(text: str) -> str:
+    text = _BASE64_RUN.sub("<redacted>", str(text).strip())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def from_exception_message(exception_message: str, node_type: str | None = None) -> WorkerError:
+    """A node's exception text (``execution_error.exception_message``) to an error; ``[CODE] msg`` keeps its code."""
+    text = (exception_message or "").strip()
+    match = _CODE_PREFIX.match(text)
+    if match and match.group(1) in CODES:
+        return WorkerError(match.group(1), text[match.end():])
+    where = f" in {node_type}" if node_type else ""
+    return WorkerError(COMFY_EXECUTION, f"ComfyUI failed{where}: {text or 'unknown error'}")
+
+
+def rejection_error(error: dict, node_errors: dict, model_inputs: dict) -> WorkerError:
+    """ComfyUI refused the prompt. A model input's ``value_not_in_list`` is MODEL_MISSING; the rest COMFY_VALIDATION.
+
+    ``model_inputs`` maps ``Target(node, input)`` of each model loader input to its models folder.
+    """
+    problems = []
+    for node_id, entry in node_errors.items():
+        for item in entry.get("errors", []):
+            extra = item.get("extra_info") or {}
+            folder = model_inputs.get(Target(str(node_id), extra.get("input_name")))
+            if item.get("type") == "value_not_in_list" and folder is not None:
+                return WorkerError(MODEL_MISSING, missing_model_message(str(extra.get("received_value")), folder))
+            problems.append(f"node {node_id} ({entry.get('class_type')}): {item.get('message')}: {item.get('details')}")
+    return WorkerError(COMFY_VALIDATION, "; ".join(problems) or (error or {}).get("message", "invalid prompt"))

@@ -1,0 +1,280 @@
+"""RunPod serverless handler: one typed job in, one avatar (or one coded error) out.
+
+``python -m worker.handler`` boots ComfyUI and serves RunPod jobs; ``--rp_serve_api`` serves the
+same handler on a local HTTP API (``/runsync``, ``/run``, ``/status``). Env: see supervisor.py and
+``Settings`` below; storage: worker/storage.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The SDK's DEBUG level prints every job's output (base64 images): never the default here.
+os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import runpod  # noqa: E402
+from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
+
+from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
+from worker.comfy_client import PromptRejected  # noqa: E402
+from worker.errors import (  # noqa: E402
+    COMFY_CRASHED,
+    COMFY_EXECUTION,
+    INVALID_INPUT,
+    OUTPUT_TOO_LARGE,
+    STORAGE_ERROR,
+    WorkerError,
+    rejection_error,
+)
+from worker.runner import PromptRun  # noqa: E402
+from worker.schema import JobRequest, JobSchema  # noqa: E402
+from worker.storage import ResultStore, StorageError, StoredObject  # noqa: E402
+from worker.supervisor import Supervisor  # noqa: E402
+from worker.workflow import FACE_CROP_CLASS, Workflow, latest, load_workflows  # noqa: E402
+
+log = logging.getLogger("worker")
+PROGRESS_INTERVAL_S = 0.25  # sampling steps are forwarded at most this often
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Deadline of every job (s); a job's own "timeout" may only shorten it.
+    job_timeout: float = field(default_factory=lambda: _env_float("JOB_TIMEOUT", 300))
+    # Largest JSON result returned inline; RunPod's SDK warns above 20 MB (rp_tips.check_return_size).
+    max_result_bytes: int = field(default_factory=lambda: int(_env_float("MAX_RESULT_BYTES", 20_000_000)))
+    # WARMUP=1: run one tiny prompt at boot so the first job does not pay the model load.
+    warmup: bool = field(default_factory=lambda: os.environ.get("WARMUP", "0") == "1")
+
+
+class Progress:
+    """Forwards stage changes and (throttled) sampling steps to ``runpod.serverless.progress_update``.
+
+    Payloads follow docs/ARCHITECTURE.md: ``{"stage"}``, plus ``step``/``steps`` while sampling. Only
+    sent where the SDK has somewhere to send them (``RUNPOD_WEBHOOK_POST_OUTPUT``: the platform, or a
+    local collector); without it the SDK would log a failed POST per update.
+    """
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.enabled = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+        self._stage: str | None = None
+        self._last_step_at = 0.0
+
+    def __call__(self, event: dict) -> None:
+        stage = event.get("stage")
+        if stage is None:
+            return
+        if stage != self._stage:
+            self._stage = stage
+            self._send({"stage": stage})
+        if stage == "sampling" and event.get("step") is not None:
+            now = time.monotonic()
+            if now - self._last_step_at >= PROGRESS_INTERVAL_S or event["step"] == event.get("steps"):
+                self._last_step_at = now
+                self._send({"stage": stage, "step": int(event["step"]), "steps": int(event["steps"])})
+
+    def _send(self, payload: dict) -> None:
+        if self.enabled:
+            runpod.serverless.progress_update(self.job, payload)
+
+
+class Worker:
+    def __init__(self, supervisor: Supervisor, workflows: dict[str, Workflow], store: ResultStore | None,
+                 settings: Settings):
+        self.supervisor = supervisor
+        self.workflows = workflows
+        self.schema = JobSchema(workflows)
+        self.store = store
+        self.settings = settings
+
+    @classmethod
+    def from_env(cls) -> Worker:
+        return cls(Supervisor.from_env(), load_workflows(), ResultStore.from_env(), Settings())
+
+    def boot(self) -> None:
+        self.supervisor.ready()
+        if self.settings.warmup:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run the latest workflow once on a plain generated picture at its smallest size and fewest steps."""
+        workflow = latest(self.workflows)
+        params = workflow.defaults()
+        for name in ("size", "steps"):
+            if "minimum" in workflow.params.get(name, {}):
+                params[name] = workflow.params[name]["minimum"]
+        prompt = workflow.build(_warmup_image(), params, overrides={FACE_CROP_CLASS: {"on_no_face": "center_crop"}})
+        started = time.monotonic()
+        try:
+            self._execute(workflow, prompt, started + self.settings.job_timeout)
+            log.info("warm-up finished in %.1f s", time.monotonic() - started)
+        except WorkerError as err:  # a failed warm-up is worth a log line, not a dead worker
+            log.warning("warm-up failed: %s", err)
+
+    def run(self, job: dict) -> dict:
+        """The handler's body: never raises, so one bad job never takes the worker down."""
+        started = time.monotonic()
+        job_id = str(job.get("id", "?"))
+        try:
+            request = self.schema.parse(job.get("input"))
+            result = self._run(job, request, started)
+            log.info("job %s done in %.2f s", job_id, result["timings"]["total"])
+            return result
+        except WorkerError as err:
+            log.info("job %s failed: %s", job_id, err.code)
+            return err.to_output()
+        except Exception:
+            log.exception("job %s: unexpected worker error", job_id)
+            return WorkerError(COMFY_EXECUTION, "unexpected worker error; see the worker log").to_output()
+        finally:
+            self.supervisor.process.clear_io_dirs()
+
+    def _run(self, job: dict, request: JobRequest, started: float) -> dict:
+        if request.return_mode != "base64" and self.store is None:
+            raise WorkerError(INVALID_INPUT, f"return={request.return_mode!r} needs storage, which this endpoint "
+                                             "does not have configured (STORAGE_BUCKET); use return='base64'")
+        timeout = min(request.timeout or self.settings.job_timeout, self.settings.job_timeout)
+        progress = Progress(job)
+        workflow = request.workflow
+        cache_key = self._cache_key(request)
+        hit = self._cache_get(cache_key)
+        if hit is not None:
+            image = {"base64": base64.b64encode(hit.data).decode("ascii"), "format": hit.metadata["format"],
+                     "width": int(hit.metadata["width"]), "height": int(hit.metadata["height"])}
+            timings = {"queue": 0.0, "preprocess": 0.0, "sampling": 0.0, "encode": 0.0}
+        else:
+            prompt = workflow.build(request.image, request.params)
+            outcome = self._execute(workflow, prompt, started + timeout, progress)
+            image, timings = outcome.output["ethmumbai_images"][0], outcome.timings
+        result = {
+            "image": image["base64"], "format": image["format"], "width": image["width"], "height": image["height"],
+            "seed": request.params.get("seed"), "workflow_version": workflow.version,
+            "timings": timings, "cached": hit is not None,
+        }
+        if self.store is not None:
+            progress({"stage": "upload"})
+            self._store(job, request, result, cache_key if hit is None else None)
+        if request.return_mode == "url" and "url" in result:
+            del result["image"]
+        result["timings"]["total"] = round(time.monotonic() - started, 3)
+        return self._fit(result)
+
+    def _execute(self, workflow: Workflow, prompt: dict, deadline: float, on_progress=lambda _: None):
+        generation = self.supervisor.ready()
+        run = PromptRun(self.supervisor.client, prompt, workflow.output_node, workflow.sampler_nodes,
+                        alive=lambda: self.supervisor.alive(generation), on_progress=on_progress)
+        try:
+            return run.execute(deadline)
+        except PromptRejected as rejected:
+            raise rejection_error(rejected.error, rejected.node_errors, workflow.model_inputs) from None
+        except WorkerError as err:
+            if err.code == COMFY_CRASHED:
+                self.supervisor.recover_in_background(generation)
+            raise
+
+    # ---- storage (only with STORAGE_BUCKET set; see docs/ARCHITECTURE.md "Handler flow with storage")
+
+    def _cache_key(self, request: JobRequest) -> str | None:
+        if self.store is None:
+            return None
+        try:
+            return self.store.cache_key(request.image, request.params, request.workflow.version,
+                                        request.workflow.model_hashes())
+        except EthMumbaiError as err:  # the image is refused: fail now, without queueing a prompt
+            raise WorkerError(err.code, err.message) from None
+
+    def _cache_get(self, key: str | None) -> StoredObject | None:
+        if key is None:
+            return None
+        try:
+            return self.store.cache_get(key)
+        except StorageError as err:
+            log.warning("cache lookup failed: %s", err)
+            return None
+
+    def _store(self, job: dict, request: JobRequest, result: dict, cache_key: str | None) -> None:
+        """Upload the result (history), fill the cache on a miss, add ``url``; storage failures are reported, not fatal."""
+        metadata = {k: result[k] for k in ("width", "height", "seed", "workflow_version")}
+        try:
+            stored = self.store.put_result(base64.b64decode(result["image"]), str(job.get("id")), request.user,
+                                           result["format"], metadata)
+            if cache_key is not None:
+                self.store.cache_put(cache_key, stored)
+        except StorageError as err:
+            result["storage_error"] = {"code": STORAGE_ERROR, "message": str(err)}
+            return
+        if request.return_mode in ("url", "both") or self._too_large(result):
+            result["url"] = stored.url
+
+    # ---- payload size
+
+    def _too_large(self, result: dict) -> bool:
+        return len(json.dumps(result)) > self.settings.max_result_bytes
+
+    def _fit(self, result: dict) -> dict:
+        """Drop the inline image when it would exceed the payload limit and a URL carries it instead."""
+        if not self._too_large(result):
+            return result
+        if "url" in result:
+            result.pop("image", None)
+            return result
+        raise WorkerError(OUTPUT_TOO_LARGE, f"the result is over the {self.settings.max_result_bytes}-byte payload "
+                                            "limit; configure storage (STORAGE_BUCKET) to get a URL instead")
+
+
+def _warmup_image() -> str:
+    """A 256x256 PNG gradient (no face: the warm-up switches the face crop to center_crop)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, 256, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (256, 1)), np.tile(ramp[:, None], (1, 256)), np.full((256, 256), 128, np.uint8)],
+                      axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_worker: Worker | None = None
+
+
+async def handler(job: dict) -> dict:
+    """Async so the SDK's local API can run several jobs at once; ComfyUI queues their prompts."""
+    _keep_payloads_out_of_logs()
+    return await asyncio.to_thread(_worker.run, job)
+
+
+def _keep_payloads_out_of_logs() -> None:
+    """``--rp_log_level DEBUG`` would print outputs (base64 images) to the log; privacy wins."""
+    logger = RunPodLogger()
+    if logger.level in ("TRACE", "DEBUG"):
+        logger.level = "INFO"
+
+
+def main() -> None:
+    global _worker
+    logging.basicConfig(level=os.environ.get("WORKER_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _worker = Worker.from_env()
+    try:
+        _worker.boot()
+        runpod.serverless.start({"handler": handler})
+    finally:
+        _worker.supervisor.stop()
+
+
+if __name__ == "__main__":
+    main()

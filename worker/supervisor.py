@@ -1,0 +1,90 @@
+"""Owns the worker's ComfyUI process: configured from env, booted with a deadline, restarted after a crash.
+
+Env (all optional): ``COMFY_WORKDIR`` (ComfyUI's base directory; default a folder in the temp dir),
+``COMFY_PORT`` (default a free port), ``COMFYUI_PLUGINS`` (extra custom-node folders, ``os.pathsep``
+separated, linked beside the pack), ``EXTRA_MODEL_PATHS`` / ``COMFYUI_DIR`` / ``COMFYUI_ARGS`` (see
+comfy_process.py), ``COMFY_BOOT_TIMEOUT`` (s, default 180).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import requests
+
+from worker import paths
+from worker.comfy_client import ComfyClient
+from worker.comfy_process import ComfyProcess, free_port
+
+log = logging.getLogger(__name__)
+
+
+def process_from_env() -> ComfyProcess:
+    plugins = [paths.PACK_DIR] + [Path(p) for p in os.environ.get("COMFYUI_PLUGINS", "").split(os.pathsep) if p]
+    workdir = Path(os.environ.get("COMFY_WORKDIR") or Path(tempfile.gettempdir()) / "ethmumbai-comfyui")
+    port = int(os.environ.get("COMFY_PORT") or free_port())
+    return ComfyProcess(workdir=workdir, port=port, plugins=plugins)
+
+
+class Supervisor:
+    """One ComfyUI for the worker. ``generation`` counts (re)starts so a job can tell its server went away."""
+
+    def __init__(self, process: ComfyProcess, boot_timeout: float):
+        self.process = process
+        self.boot_timeout = boot_timeout
+        self.client = ComfyClient(process.url)
+        self.generation = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> Supervisor:
+        return cls(process_from_env(), float(os.environ.get("COMFY_BOOT_TIMEOUT", 180)))
+
+    def ready(self) -> int:
+        """Start ComfyUI if it is not running (waiting for a restart in progress); returns its generation."""
+        with self._lock:
+            if not self.process.alive():
+                self._start()
+            return self.generation
+
+    def alive(self, generation: int) -> bool:
+        """Is the ComfyUI of ``generation`` still the running one?"""
+        return self.generation == generation and self.process.alive()
+
+    def recover(self, generation: int) -> None:
+        """After a job lost ComfyUI: restart it unless someone already did or it answers after all."""
+        with self._lock:
+            if generation != self.generation or (self.process.alive() and self._answers()):
+                return
+            log.warning("ComfyUI (pid %s) is gone or not answering: restarting it", self.process.pid)
+            self._start()
+
+    def recover_in_background(self, generation: int) -> None:
+        threading.Thread(target=self._recover_logged, args=(generation,), name="comfy-recover", daemon=True).start()
+
+    def _recover_logged(self, generation: int) -> None:
+        try:
+            self.recover(generation)
+        except Exception:  # the next job retries through ready(); this thread must not die silently
+            log.exception("restarting ComfyUI failed")
+
+    def _start(self) -> None:
+        self.process.stop()
+        self.process.start()
+        waited = self.process.wait_ready(self.boot_timeout)
+        self.generation += 1
+        log.info("ComfyUI ready at %s (pid %s) after %.1f s", self.process.url, self.process.pid, waited)
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.process.url}/system_stats", timeout=5).ok
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        with self._lock:
+            self.process.stop()

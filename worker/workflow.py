@@ -1,0 +1,112 @@
+"""The published avatar workflow versions: API graph + params file, and turning a job into a prompt.
+
+Each version is a pair ``<dir>/v<N>.api.json`` + ``<dir>/v<N>.params.json`` (see docs/ARCHITECTURE.md).
+The params file is the only place that knows node ids; this module reads it and nothing else does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from worker import paths
+
+WORKFLOW_NAME = "ethmumbai_avatar"
+_VERSION_FILE = re.compile(r"^(v(\d+))\.params\.json$")
+# Class types whose execution time is "sampling"; anything after the first of them is "encode".
+SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"})
+FACE_CROP_CLASS = "EthMumbaiFaceCrop"
+
+
+@dataclass(frozen=True)
+class Target:
+    node: str
+    input: str
+
+
+@dataclass(frozen=True)
+class Workflow:
+    version: str  # "v1"
+    semver: str  # "1.0.0"
+    graph: dict
+    spec: dict  # the params file
+
+    @property
+    def params(self) -> dict[str, dict]:
+        return self.spec["params"]
+
+    @property
+    def output_node(self) -> str:
+        return str(self.spec["output_node"])
+
+    @cached_property
+    def image_target(self) -> Target:
+        return Target(str(self.spec["image_input"]["node"]), self.spec["image_input"]["input"])
+
+    def targets(self, name: str) -> list[Target]:
+        spec = self.params[name]
+        entries = spec.get("targets") or [{"node": spec["node"], "input": spec["input"]}]
+        return [Target(str(e["node"]), e["input"]) for e in entries]
+
+    @cached_property
+    def model_inputs(self) -> dict[Target, str]:
+        """(node, input) of every model file the graph loads → its models folder (``checkpoints``, ...)."""
+        return {Target(str(m["node"]), m["input"]): m["folder"] for m in self.spec.get("models", [])}
+
+    def model_files(self) -> dict[str, str]:
+        """Model file name → folder, as the graph loads them."""
+        return {self.graph[t.node]["inputs"][t.input]: folder for t, folder in self.model_inputs.items()}
+
+    def defaults(self) -> dict:
+        return {name: spec["default"] for name, spec in self.params.items() if "default" in spec}
+
+    @cached_property
+    def sampler_nodes(self) -> frozenset[str]:
+        return frozenset(nid for nid, node in self.graph.items() if node.get("class_type") in SAMPLER_CLASSES)
+
+    def model_hashes(self) -> dict[str, str]:
+        """Model file name → sha256 (from the models manifest) for the cache key."""
+        raise NotImplementedError
+
+    def build(self, image: str, params: dict, overrides: dict[str, dict] | None = None) -> dict:
+        """The API prompt for one job: a copy of the graph with the image and every parameter set.
+
+        ``overrides`` sets inputs of nodes by class type (worker-internal, e.g. the boot warm-up).
+        """
+        prompt = copy.deepcopy(self.graph)
+        prompt[self.image_target.node]["inputs"][self.image_target.input] = image
+        for name, value in params.items():
+            for target in self.targets(name):
+                prompt[target.node]["inputs"][target.input] = value
+        for node in prompt.values():
+            node["inputs"].update((overrides or {}).get(node["class_type"], {}))
+        return prompt
+
+
+def load_workflows(folder: Path | None = None) -> dict[str, Workflow]:
+    """Every published version in ``<workflows>/ethmumbai_avatar``, oldest first."""
+    folder = folder or paths.workflows_dir() / WORKFLOW_NAME
+    found = []
+    for path in folder.glob("v*.params.json"):
+        match = _VERSION_FILE.match(path.name)
+        if not match:
+            continue
+        spec = json.loads(path.read_text())
+        graph = json.loads((folder / f"{match.group(1)}.api.json").read_text())
+        found.append((int(match.group(2)), Workflow(match.group(1), spec["version"], graph, spec)))
+    if not found:
+        raise FileNotFoundError(f"no workflow versions (v*.params.json) in {folder}")
+    return {wf.version: wf for _, wf in sorted(found, key=lambda item: item[0])}
+
+
+def latest(workflows: dict[str, Workflow]) -> Workflow:
+    return list(workflows.values())[-1]
+
+
+def missing_model_message(filename: str, folder: str) -> str:
+    return (f"model file {filename!r} is missing from the {folder} folder: "
+            f"run python scripts/fetch_models.py")
