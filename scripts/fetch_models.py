@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 import requests
+import urllib3
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm import tqdm
@@ -256,7 +257,8 @@ def download_url(url: str, part: Path, expected_size: int | None, retries: int, 
             offset = 0
         if expected_size is not None and offset == expected_size:
             return
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        # identity: Range offsets must count the file's own bytes, not a compressed stream's.
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
         try:
             with session.get(url, headers=headers, stream=True, timeout=(15, 60)) as response:
                 if response.status_code == 416 and offset:
@@ -271,13 +273,14 @@ def download_url(url: str, part: Path, expected_size: int | None, retries: int, 
                 total = expected_size or (offset + length if length else None)
                 with part.open("ab" if resumed else "wb") as out, _bar(total, part.name[:-5]) as bar:
                     bar.update(offset)
-                    for chunk in response.iter_content(CHUNK):
+                    # read1 hands over whatever arrived, so a dropped connection keeps every byte received.
+                    while chunk := response.raw.read1(CHUNK):
                         out.write(chunk)
                         bar.update(len(chunk))
             if expected_size is None or part.stat().st_size == expected_size:
                 return
             raise requests.ConnectionError(f"got {part.stat().st_size} of {expected_size} bytes")
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             if attempt == retries:
                 kept = part.stat().st_size if part.exists() else 0
                 raise FetchError(f"{exc} after {retries} attempt(s); kept {kept} bytes in {part} to resume") from exc

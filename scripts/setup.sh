@@ -11,11 +11,8 @@ TORCH_REQUIREMENTS=${TORCH_REQUIREMENTS:-requirements/torch-cpu.txt}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip --disable-pip-version-check)
-"${PIP[@]}" install --quiet -r "$TORCH_REQUIREMENTS"
-"${PIP[@]}" install --quiet -r requirements/dev.txt
-# See requirements/runtime.txt for why mediapipe goes in without its declared deps.
-"${PIP[@]}" install --quiet --no-deps mediapipe==0.10.21
+# The same install script as the Dockerfile's (there: torch-cuda.txt, runtime.txt and constraints.txt).
+bash scripts/install_python_deps.sh .venv/bin/python "$TORCH_REQUIREMENTS" requirements/dev.txt
 
 .venv/bin/python scripts/install_comfyui.py
 

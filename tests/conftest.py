@@ -11,11 +11,29 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import pytest  # noqa: E402
 
 from tests.helpers.comfy import start_comfy  # noqa: E402
+from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models  # noqa: E402
+from worker.paths import PACK_DIR  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     """A real headless ComfyUI 0.3.75 on CPU with the ETHMumbai pack, shared by the whole session."""
     proc = start_comfy(tmp_path_factory.mktemp("comfy"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict:
+    """Tiny random SDXL-shaped checkpoint, ControlNet and LoRA under their tiny names (tests/helpers/tiny_models.py):
+    ``{"models_dir", "model_paths_config", "files": {folder: file name}}``."""
+    return write_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_comfy(tmp_path_factory, tiny_models):
+    """A real ComfyUI on CPU with the pack, the tiny SDXL plugin and only the tiny models, shared by the session."""
+    proc = start_comfy(tmp_path_factory.mktemp("tiny_comfy"), plugins=[PACK_DIR, TINY_PLUGIN],
+                       model_paths_config=tiny_models["model_paths_config"])
     yield proc
     proc.stop()

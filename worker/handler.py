@@ -97,6 +97,10 @@ class Worker:
         self.schema = JobSchema(workflows)
         self.store = store
         self.settings = settings
+        # The result cache needs every model pinned by hash; computed once, only where there is a store.
+        self.model_hashes = {v: wf.model_hashes() for v, wf in workflows.items()} if store is not None else {}
+        for version in (v for v, hashes in self.model_hashes.items() if hashes is None):
+            log.warning("result cache off for %s: a model it loads has no sha256 in the models manifest", version)
 
     @classmethod
     def from_env(cls) -> Worker:
@@ -186,11 +190,11 @@ class Worker:
     # ---- storage (only with STORAGE_BUCKET set; see docs/ARCHITECTURE.md "Handler flow with storage")
 
     def _cache_key(self, request: JobRequest) -> str | None:
-        if self.store is None:
+        hashes = self.model_hashes.get(request.workflow.version)
+        if self.store is None or hashes is None:
             return None
         try:
-            return self.store.cache_key(request.image, request.params, request.workflow.version,
-                                        request.workflow.model_hashes())
+            return self.store.cache_key(request.image, request.params, request.workflow.version, hashes)
         except EthMumbaiError as err:  # the image is refused: fail now, without queueing a prompt
             raise WorkerError(err.code, err.message) from None
 

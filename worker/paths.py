@@ -20,3 +20,7 @@ def model_paths_config() -> Path:
 
 def workflows_dir() -> Path:
     return Path(os.environ.get("WORKFLOWS_DIR", WORKFLOWS_DIR))
+
+
+def models_manifest() -> Path:
+    return Path(os.environ.get("MODELS_MANIFEST", REPO_ROOT / "models_manifest.yaml"))

@@ -133,6 +133,7 @@ class PromptRun:
             now = time.monotonic()
             if kind == "execution_start":
                 timeline.start(now)
+                self.on_progress({"stage": "preprocess"})
             elif kind == "executing" and data.get("node") is None:  # sent after the history entry is stored
                 timeline.finish(now)
                 break

@@ -68,9 +68,16 @@ class Workflow:
     def sampler_nodes(self) -> frozenset[str]:
         return frozenset(nid for nid, node in self.graph.items() if node.get("class_type") in SAMPLER_CLASSES)
 
-    def model_hashes(self) -> dict[str, str]:
-        """Model file name → sha256 (from the models manifest) for the cache key."""
-        raise NotImplementedError
+    def model_hashes(self) -> dict[str, str] | None:
+        """Model file name → sha256 pinned in the models manifest (for the result cache's key).
+
+        None if a model the graph loads has no pinned hash: without it a changed file would serve stale results.
+        """
+        from scripts.fetch_models import load_manifest  # the manifest's own validated loader
+
+        pinned = {entry.filename: entry.sha256 for entry in load_manifest(paths.models_manifest()).models}
+        hashes = {name: pinned.get(name) for name in self.model_files()}
+        return hashes if all(hashes.values()) else None
 
     def build(self, image: str, params: dict, overrides: dict[str, dict] | None = None) -> dict:
         """The API prompt for one job: a copy of the graph with the image and every parameter set.

@@ -3,19 +3,21 @@ import AvatarMaker from "@/components/AvatarMaker";
 export default function Home() {
   return (
     <>
-      <a className="skip-link" href="#main">
+      <a className="skip-link" href="#maker">
         Skip to the avatar maker
       </a>
-      <header className="masthead">
-        {/* The brand art comes from the node pack (npm run brand); its top band carries the ETHMumbai title. */}
-        <img className="masthead__banner" src="/brand/ethmumbai_sunset.png" alt="ETHMumbai" />
-      </header>
-      <main id="main" className="page">
+      <main className="page">
+        <header className="masthead">
+          {/* Brand art from the node pack (copied by `npm run brand`); its top band carries the ETHMumbai title. */}
+          <img className="masthead__banner" src="/brand/ethmumbai_sunset.png" alt="ETHMumbai" />
+        </header>
         <div className="intro">
-          <h1>Avatar maker</h1>
-          <p>Turn a selfie into your ETHMumbai avatar: drawn in the event&rsquo;s style, on its Mumbai skyline.</p>
+          <h1>Make your ETHMumbai avatar</h1>
+          <p>Upload a selfie and we'll draw you in the ETHMumbai style, on the Mumbai skyline.</p>
         </div>
-        <AvatarMaker />
+        <div id="maker">
+          <AvatarMaker />
+        </div>
       </main>
       <footer className="footer">
         <p>ETHMumbai · your photo is used only to make your avatar.</p>

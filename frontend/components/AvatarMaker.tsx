@@ -72,6 +72,7 @@ export default function AvatarMaker() {
   const errorHeading = useRef<HTMLHeadingElement>(null);
   const abort = useRef<AbortController | null>(null);
   const objectUrls = useRef<string[]>([]);
+  const focusChooser = useRef(false);
 
   const makeUrl = (blob: Blob) => {
     const url = URL.createObjectURL(blob);
@@ -92,10 +93,15 @@ export default function AvatarMaker() {
     [],
   );
 
-  // Move focus to what changed, so keyboard and screen-reader users land on the result or the error.
+  // Move focus to what changed, so keyboard and screen-reader users land on the result, the error, or (after
+  // "Make another") the photo chooser again.
   useEffect(() => {
     if (state.kind === "done") resultHeading.current?.focus();
     if (state.kind === "error") errorHeading.current?.focus();
+    if (state.kind === "idle" && focusChooser.current) {
+      focusChooser.current = false;
+      chooseButton.current?.focus();
+    }
   }, [state.kind]);
 
   const start = useCallback(async (file: File) => {
@@ -151,83 +157,83 @@ export default function AvatarMaker() {
   const reset = () => {
     abort.current?.abort();
     releaseUrls();
+    focusChooser.current = true;
     setState({ kind: "idle" });
-    requestAnimationFrame(() => chooseButton.current?.focus());
   };
-
-  const working = state.kind === "working";
 
   return (
     <div className="maker">
-      <section
-        aria-labelledby="upload-heading"
-        className={`dropzone${dragging ? " dropzone--active" : ""}${working ? " dropzone--busy" : ""}`}
-        onDragOver={(event) => {
-          event.preventDefault();
-          if (!working) setDragging(true);
-        }}
-        onDragLeave={() => setDragging(false)}
-        onDrop={(event) => {
-          event.preventDefault();
-          setDragging(false);
-          if (!working) onFiles(event.dataTransfer.files);
-        }}
-      >
-        <h2 id="upload-heading">1. Your photo</h2>
-        <p className="hint">Drag a photo here, or choose one. A clear, front-facing face works best.</p>
-        <div className="actions">
-          <button
-            ref={chooseButton}
-            type="button"
-            className="button button--primary"
-            disabled={working}
-            onClick={() => fileInput.current?.click()}
-          >
-            Choose a photo
-          </button>
-          <button
-            type="button"
-            className="button button--secondary touch-only"
-            disabled={working}
-            onClick={() => cameraInput.current?.click()}
-          >
-            Take a selfie
-          </button>
-        </div>
-        <p className="fineprint">
-          JPEG, PNG or WebP, up to 25 MB. Resized in your browser to 2048 px; location data is removed.
-        </p>
-        <input
-          ref={fileInput}
-          id="photo-file"
-          data-testid="photo-input"
-          type="file"
-          accept={ACCEPT}
-          hidden
-          onChange={(event) => {
-            onFiles(event.target.files);
-            event.target.value = "";
+      {state.kind === "idle" && (
+        <section
+          aria-labelledby="upload-heading"
+          className={`dropzone${dragging ? " dropzone--active" : ""}`}
+          onDragOver={(event) => {
+            event.preventDefault();
+            setDragging(true);
           }}
-        />
-        <input
-          ref={cameraInput}
-          type="file"
-          accept={ACCEPT}
-          capture="user"
-          hidden
-          onChange={(event) => {
-            onFiles(event.target.files);
-            event.target.value = "";
+          onDragLeave={() => setDragging(false)}
+          onDrop={(event) => {
+            event.preventDefault();
+            setDragging(false);
+            onFiles(event.dataTransfer.files);
           }}
-        />
-      </section>
+        >
+          <h2 id="upload-heading">Your photo</h2>
+          <p className="hint">Drag a photo here, or choose one. A clear, front-facing face works best.</p>
+          <div className="actions">
+            <button
+              ref={chooseButton}
+              type="button"
+              className="button button--primary"
+              onClick={() => fileInput.current?.click()}
+            >
+              Choose a photo
+            </button>
+            <button
+              type="button"
+              className="button button--secondary touch-only"
+              onClick={() => cameraInput.current?.click()}
+            >
+              Take a selfie
+            </button>
+          </div>
+          <p className="fineprint">
+            JPEG, PNG or WebP, up to 25 MB. Resized in your browser to 2048 px; location data is removed.
+          </p>
+          <input
+            ref={fileInput}
+            id="photo-file"
+            data-testid="photo-input"
+            type="file"
+            accept={ACCEPT}
+            hidden
+            onChange={(event) => {
+              onFiles(event.target.files);
+              event.target.value = "";
+            }}
+          />
+          <input
+            ref={cameraInput}
+            type="file"
+            accept={ACCEPT}
+            capture="user"
+            hidden
+            onChange={(event) => {
+              onFiles(event.target.files);
+              event.target.value = "";
+            }}
+          />
+        </section>
+      )}
 
-      {working && <ProgressPanel phase={state.phase} progress={state.progress} before={state.before} />}
+      {state.kind === "working" && (
+        <ProgressPanel phase={state.phase} progress={state.progress} before={state.before} />
+      )}
 
       {state.kind === "done" && (
         <section aria-labelledby="result-heading" className="panel result">
           <h2 id="result-heading" ref={resultHeading} tabIndex={-1}>
-            2. Your ETHMumbai avatar
+            Your ETHMumbai avatar
           </h2>
           <div className="compare">
             <figure>
@@ -236,9 +242,7 @@ export default function AvatarMaker() {
             </figure>
             <figure>
               <img src={state.after} alt="Your ETHMumbai avatar" data-testid="avatar-result" />
-              <figcaption>
-                After{state.width > 0 && ` · ${state.width}×${state.height}`}
-              </figcaption>
+              <figcaption>After{state.width > 0 && ` · ${state.width}×${state.height}`}</figcaption>
             </figure>
           </div>
           <div className="actions">
@@ -255,7 +259,7 @@ export default function AvatarMaker() {
       {state.kind === "error" && (
         <section role="alert" aria-labelledby="error-heading" className="panel error">
           <h2 id="error-heading" ref={errorHeading} tabIndex={-1}>
-            That didn&rsquo;t work
+            That didn't work
           </h2>
           <p className="error__message" data-testid="error-message" data-code={state.error.code}>
             {friendlyError(state.error.code)}
@@ -283,11 +287,9 @@ function ProgressPanel({ phase, progress, before }: { phase: Phase; progress?: P
   const { label, detail, percent } = describeProgress(phase, progress);
   return (
     <section aria-labelledby="progress-heading" className="panel progress" aria-busy="true">
-      <h2 id="progress-heading">2. Making your avatar</h2>
+      <h2 id="progress-heading">Making your avatar</h2>
       <div className="progress__body">
-        {before && (
-          <img className="progress__thumb" src={before} alt="Your photo" />
-        )}
+        {before && <img className="progress__thumb" src={before} alt="Your photo" />}
         <div className="progress__status">
           <p id="progress-label" role="status" aria-live="polite" data-testid="progress-label" data-phase={phase}>
             {label}

@@ -33,7 +33,7 @@ def served(file_server, request):
 
 def entry(name: str, data: bytes, *, url: str | None = None, hf: dict | None = None, **fields) -> dict:
     """A manifest entry (dict) for ``data``: pinned to its real sha256 and size unless overridden."""
-    source = {"url": url} if url else {"hf": hf}
+    source = {"hf": hf} if hf else {"url": url or "http://127.0.0.1:9/never-fetched"}
     return {
         "name": name, "filename": f"{name}.safetensors", "folder": "checkpoints", "source": source,
         "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "license": "test",

@@ -149,9 +149,9 @@ def test_only_selects_by_keyword_name_group_and_file_name(tmp_path):
 
 
 def test_unknown_name_and_broken_manifest_exit_2(tmp_path, models, capsys):
-    manifest = write_manifest(tmp_path / "m.yaml", entry("base", b"x", url="http://127.0.0.1:9/x"))
+    manifest = write_manifest(tmp_path / "m.yaml", entry("base", b"x"))
     assert run(manifest, models, "--only", "nope") == fetch_models.EXIT_USAGE
-    broken = write_manifest(tmp_path / "b.yaml", entry("base", b"x", url="http://127.0.0.1:9/x", folder="nope"))
+    broken = write_manifest(tmp_path / "b.yaml", entry("base", b"x", folder="nope"))
     assert run(broken, models) == fetch_models.EXIT_USAGE
     assert "folder" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -188,3 +189,26 @@ def test_concurrent_crops_agree():
     with ThreadPoolExecutor(4) as pool:
         boxes = list(pool.map(lambda _: crop_of(photo)[2], range(8)))
     assert boxes == [expected] * 8
+
+
+# ---------------------------------------------------------------- without mediapipe
+
+
+@pytest.fixture
+def no_mediapipe(monkeypatch):
+    """Make every mediapipe import fail, as on a Python without a mediapipe wheel."""
+    for name in ("mediapipe", "mediapipe.python.solutions.face_detection",
+                 "mediapipe.python.solutions.selfie_segmentation"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_without_mediapipe_auto_falls_back_to_haar(no_mediapipe):
+    (found,) = face.detect_faces(astronaut(), "auto", 0.5)
+    assert found.score is None  # a Haar detection
+    assert np.allclose(centre((found.x, found.y, found.w, found.h)), centre(ASTRONAUT_FACE), atol=20)
+
+
+def test_without_mediapipe_the_mediapipe_detector_names_the_package(no_mediapipe):
+    with pytest.raises(EthMumbaiError) as info:
+        crop_of(astronaut(), detector="mediapipe")
+    assert info.value.code == "DEPENDENCY_MISSING" and "mediapipe==0.10.21" in info.value.message

@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from custom_nodes.ethmumbai.core import lineart
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
 from tests.nodes.images import astronaut, to_tensor
+from worker.paths import REPO_ROOT
 
 
 def reference_standard(pixels: np.ndarray) -> np.ndarray:
@@ -112,3 +114,11 @@ def test_learned_method_loads_local_weights_and_resizes_the_result(tmp_path, mon
     assert calls["device"] == "cpu"
     assert calls["call"] == ((40, 60, 3), np.uint8, 64, 64, "np")
     assert result.shape == (1, 40, 60, 3) and torch.allclose(result, torch.tensor(200 / 255))
+
+
+def test_learned_weights_agree_with_the_models_manifest():
+    manifest = yaml.safe_load((REPO_ROOT / "models_manifest.yaml").read_text())
+    for method in lineart.LEARNED.values():
+        entries = [e for e in manifest["models"] if method.fetch_name in (e["name"], e.get("group"))]
+        assert sorted(e["filename"] for e in entries) == sorted(method.files), method
+        assert all(e["folder"] == "annotators" for e in entries)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import pytest
 import torch
 
 from custom_nodes.ethmumbai.core import masks, segment
+from custom_nodes.ethmumbai.core.errors import EthMumbaiError
 from tests.nodes.images import ASTRONAUT_FACE, astronaut, to_tensor
 
 
@@ -57,3 +61,10 @@ def test_feather_zero_is_identity_and_fit_resizes():
     mask = (np.random.default_rng(0).random((10, 20)) > 0.5).astype(np.float32)
     assert masks.feather(mask, 0) is mask
     assert masks.fit(mask, 20, 40).shape == (20, 40)
+
+
+def test_without_mediapipe_the_mask_names_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions.selfie_segmentation", None)
+    with pytest.raises(EthMumbaiError) as info:
+        mask_of(astronaut())
+    assert info.value.code == "DEPENDENCY_MISSING" and "pip install 'mediapipe==0.10.21'" in info.value.message

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 
 import numpy as np
 import pytest
@@ -105,11 +107,17 @@ def object_info(comfy_server) -> dict:
     return requests.get(f"{comfy_server.url}/object_info", timeout=60).json()
 
 
+def files_under(workdir) -> set:
+    return {path for name in ("output", "temp", "input") if (workdir / name).is_dir()
+            for path in (workdir / name).rglob("*") if path.is_file()}
+
+
 @pytest.fixture(scope="module")
 def chain(comfy_server) -> dict:
+    before = files_under(comfy_server.workdir)  # the server is shared: only count what this prompt leaves
     entry = run_prompt(comfy_server.url, preprocessing_graph(b64(encode(astronaut()))))
     assert entry["status"]["status_str"] == "success", entry["status"]
-    return entry
+    return entry | {"files_written": sorted(files_under(comfy_server.workdir) - before)}
 
 
 # ---------------------------------------------------------------- schemas, docs, packaging
@@ -150,6 +158,14 @@ def test_pack_metadata_is_read_without_warnings(comfy_server):
     assert "Unable to parse pyproject.toml" not in log
 
 
+def test_requirements_txt_agrees_with_pyproject():
+    pack = REPO_ROOT / "custom_nodes" / "ethmumbai"
+    project = tomllib.loads((pack / "pyproject.toml").read_text())
+    lines = [line.strip() for line in (pack / "requirements.txt").read_text().splitlines()]
+    assert [line for line in lines if line and not line.startswith("#")] == project["project"]["dependencies"]
+    assert project["tool"]["comfy"]["PublisherId"] and project["tool"]["comfy"]["DisplayName"]
+
+
 # ---------------------------------------------------------------- the preprocessing chain
 
 
@@ -188,10 +204,8 @@ def test_crop_box_round_trips_into_the_original_frame(chain):
     assert np.array_equal(pasted[-100:], original[-100:].astype(np.float32)), "rows below the box are untouched"
 
 
-def test_chain_writes_no_files(chain, comfy_server):
-    written = [p for name in ("output", "temp", "input") if (comfy_server.workdir / name).is_dir()
-               for p in (comfy_server.workdir / name).rglob("*") if p.is_file()]
-    assert written == []
+def test_chain_writes_no_files(chain):
+    assert chain["files_written"] == []
 
 
 # ---------------------------------------------------------------- bad input through the server
@@ -249,3 +263,54 @@ def test_learned_lineart_without_weights_is_model_missing(comfy_server):
     error = execution_error(run_prompt(comfy_server.url, graph))
     assert error["exception_message"].startswith("[MODEL_MISSING]")
     assert f"--only {hed.fetch_name}" in error["exception_message"]
+
+
+# ---------------------------------------------------------------- the example workflow
+
+EXAMPLE = REPO_ROOT / "custom_nodes" / "ethmumbai" / "example_workflows" / "ethmumbai_preprocessing.json"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def example_as_api(workflow: dict, object_info: dict) -> dict:
+    """The UI-format example as an API prompt: each node's widgets_values matched, in order, to its
+    widget inputs from /object_info (these nodes have no control_after_generate widgets), and each
+    link to ``[origin id, slot]``."""
+    links = {link[0]: link for link in workflow["links"]}
+    prompt = {}
+    for ui_node in workflow["nodes"]:
+        info = object_info[ui_node["type"]]
+        specs = {**info["input"]["required"], **info["input"].get("optional", {})}
+        order = info["input_order"]["required"] + info["input_order"].get("optional", [])
+        widgets = [name for name in order if isinstance(specs[name][0], list) or specs[name][0] in WIDGET_TYPES]
+        assert len(widgets) == len(ui_node["widgets_values"]), f"{ui_node['type']}: widget count"
+        inputs = dict(zip(widgets, ui_node["widgets_values"], strict=True))
+        for socket in ui_node["inputs"]:
+            if socket["link"] is not None:
+                _, origin, slot, _, _, kind = links[socket["link"]]
+                assert specs[socket["name"]][0] == kind, f"{ui_node['type']}.{socket['name']}: link type"
+                inputs[socket["name"]] = [str(origin), slot]
+        for name in widgets:
+            value, (kind, options) = inputs[name], specs[name]
+            if kind == "COMBO":
+                assert value in options["options"], f"{ui_node['type']}.{name}={value!r} not an option"
+            elif kind in ("INT", "FLOAT"):
+                assert options.get("min", value) <= value <= options.get("max", value), f"{ui_node['type']}.{name}"
+        prompt[str(ui_node["id"])] = {"class_type": ui_node["type"], "inputs": inputs}
+    return prompt
+
+
+def test_example_workflow_is_listed_as_a_template(comfy_server):
+    templates = requests.get(f"{comfy_server.url}/workflow_templates", timeout=30).json()
+    assert templates.get("ethmumbai") == ["ethmumbai_preprocessing"]
+
+
+def test_example_workflow_matches_the_nodes_and_runs_as_is(comfy_server, object_info):
+    workflow = json.loads(EXAMPLE.read_text())
+    assert workflow["version"] == 0.4 and workflow["last_node_id"] == max(n["id"] for n in workflow["nodes"])
+    prompt = example_as_api(workflow, object_info)
+    entry = run_prompt(comfy_server.url, prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    save_id = next(key for key, item in prompt.items() if item["class_type"] == "EthMumbaiSaveImageBase64")
+    (result,) = entry["outputs"][save_id]["ethmumbai_images"]
+    assert (result["width"], result["height"]) == (1024, 1024)
+    comfy_server.clear_io_dirs()  # the example's PreviewImage wrote a temp file

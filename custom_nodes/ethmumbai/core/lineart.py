@@ -52,8 +52,8 @@ def working_size(height: int, width: int, resolution: int) -> tuple[int, int]:
 def standard_lineart(pixels: np.ndarray) -> np.ndarray:
     """uint8 RGB → uint8 line map (white lines on black), same size.
 
-    Works in uint8 with saturating subtraction: OpenCV's fixed-point blur is ~3x faster than float
-    and the result differs from the float formula by at most one grey level.
+    Works in uint8 with saturating subtraction: OpenCV's fixed-point blur is ~3x faster than float,
+    and the darkness map differs from the float formula's by about one level at most.
     """
     blurred = cv2.GaussianBlur(pixels, (0, 0), STANDARD_SIGMA)
     darker = cv2.subtract(blurred, pixels)  # max(blur - pixel, 0) per channel

@@ -34,7 +34,7 @@ def blend(front: np.ndarray, back: np.ndarray, weight: np.ndarray) -> np.ndarray
     the weight is 1 or 0 (an untouched crop pastes back bit-exact).
     """
     channels = front.shape[-1]
-    weights = cv2.merge([weight] * channels)
+    out = cv2.multiply(np.ascontiguousarray(front), cv2.merge([weight] * channels))
     inverse = cv2.merge([1.0 - weight] * channels)
-    front, back = np.ascontiguousarray(front), np.ascontiguousarray(back)
-    return cv2.add(cv2.multiply(front, weights), cv2.multiply(back, inverse))
+    cv2.multiply(np.ascontiguousarray(back), inverse, dst=inverse)  # reuse buffers: 1024² float is 12 MB each
+    return cv2.add(out, inverse, dst=out)

@@ -12,16 +12,17 @@ export interface EndpointConfig {
 
 export class ConfigError extends Error {}
 
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+// RunPod's serverless API: https://api.runpod.ai/v2/<endpoint id>. Any other URL is a local worker API.
+const RUNPOD_API_PATH = /^\/v2\/[A-Za-z0-9_-]+\/?$/;
 const REQUEST_TIMEOUT_MS = 30_000;
-// The local worker API runs the whole job inside POST /status (see localStatus).
+// The local worker API runs the whole job inside POST /status (see runLocalJob).
 const LOCAL_JOB_TIMEOUT_MS = 15 * 60_000;
 // Finished local jobs are kept this long for the browser's next poll, then dropped (user photos are private).
 const LOCAL_RESULT_TTL_MS = 5 * 60_000;
 
 /**
- * A loopback endpoint is the local worker API (`--rp_serve_api`), whose semantics differ from RunPod's:
- * POST /status runs the job to the end, and progress comes in through RUNPOD_WEBHOOK_POST_OUTPUT.
+ * An endpoint URL without RunPod's `/v2/<endpoint id>` path is the local worker API (`--rp_serve_api`), whose
+ * semantics differ: POST /status runs the job to the end, and progress comes in through RUNPOD_WEBHOOK_POST_OUTPUT.
  */
 export function endpointConfig(env: NodeJS.ProcessEnv = process.env): EndpointConfig {
   const raw = env.RUNPOD_ENDPOINT_URL;
@@ -32,7 +33,7 @@ export function endpointConfig(env: NodeJS.ProcessEnv = process.env): EndpointCo
   } catch {
     throw new ConfigError("RUNPOD_ENDPOINT_URL is not a URL");
   }
-  const local = LOOPBACK_HOSTS.has(url.hostname);
+  const local = !RUNPOD_API_PATH.test(url.pathname);
   const apiKey = env.RUNPOD_API_KEY ?? "";
   if (!local && !apiKey) throw new ConfigError("RUNPOD_API_KEY is not set");
   return { baseUrl: raw.replace(/\/+$/, ""), apiKey, local };
@@ -89,7 +90,10 @@ export function viewFromStatus(body: unknown): JobView {
 }
 
 export class EndpointError extends Error {
-  constructor(readonly error: JobError, readonly httpStatus: number) {
+  constructor(
+    readonly error: JobError,
+    readonly httpStatus: number,
+  ) {
     super(error.message);
   }
 }

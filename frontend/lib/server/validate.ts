@@ -7,7 +7,11 @@ export const MAX_BODY_BYTES = 12 * 1024 * 1024;
 export const MAX_IMAGE_BYTES = 8 * 1024 * 1024;
 
 export class RequestError extends Error {
-  constructor(readonly code: string, message: string, readonly httpStatus: number) {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly httpStatus: number,
+  ) {
     super(message);
   }
 }

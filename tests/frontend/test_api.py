@@ -1,0 +1,92 @@
+"""The Next.js server routes refuse bad input themselves, before anything reaches the RunPod endpoint."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.frontend.conftest import FAKE_API_KEY, FRONTEND_DIR
+
+
+def _png_base64(size=(8, 8)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 90)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _post_job(app: str, **kwargs) -> requests.Response:
+    return requests.post(f"{app}/api/jobs", timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    (b"not json", 400, "INVALID_INPUT"),
+    (b"[1, 2]", 400, "INVALID_INPUT"),
+    (b'{"image": "abc$%", "steps": 4}', 400, "INVALID_INPUT"),  # unknown field
+    (b'{"image": "@@@@"}', 400, "INVALID_INPUT"),  # not base64
+    (b'{"image": ""}', 400, "INVALID_INPUT"),
+    # a GIF: the worker would refuse it too, but it is refused here without a round trip
+    (b'{"image": "' + base64.b64encode(b"GIF89a" + b"\0" * 32) + b'"}', 415, "UNSUPPORTED_IMAGE"),
+])
+def test_bad_bodies_are_refused(offline_app, body, status, code):
+    response = _post_job(offline_app, data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_body_over_the_limit_is_refused_by_length(offline_app):
+    response = _post_job(offline_app, data=b"x" * (13 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "IMAGE_TOO_LARGE"
+
+
+def test_body_over_the_limit_is_refused_while_streaming(offline_app):
+    """Chunked upload (no Content-Length): the server counts bytes as they arrive."""
+    chunks = (b"A" * (1024 * 1024) for _ in range(13))
+    response = _post_job(offline_app, data=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_valid_image_reaches_the_endpoint(offline_app):
+    """A valid body passes validation and fails only at the (absent) endpoint, with a coded 502."""
+    response = _post_job(offline_app, json={"image": f"data:image/png;base64,{_png_base64()}"})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "ENDPOINT_UNAVAILABLE"
+    assert FAKE_API_KEY not in response.text
+
+
+@pytest.mark.parametrize(("job_id", "status"), [("not..an-id", 400), ("a" * 129, 400), ("unknown-job", 404)])
+def test_job_ids_are_checked(offline_app, job_id, status):
+    response = requests.get(f"{offline_app}/api/jobs/{job_id}", timeout=30)
+    assert response.status_code == status
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_progress_for_unknown_jobs_is_refused(offline_app):
+    response = requests.post(f"{offline_app}/api/local-progress/test-unknown?v=1&isStream=false", timeout=30,
+                             data='{"status": "IN_PROGRESS", "output": {"stage": "sampling"}}')
+    assert response.status_code == 404
+
+
+def test_page_has_no_api_key(offline_app):
+    page = requests.get(offline_app, timeout=30)
+    assert page.ok and "ETHMumbai" in page.text
+    assert FAKE_API_KEY not in page.text
+
+
+def test_static_assets_have_no_api_key(frontend_build):
+    """Everything under .next/static is served to browsers; the build ran with the key in its env."""
+    assets = [path for path in (frontend_build / "static").rglob("*") if path.is_file()]
+    assert any(path.suffix == ".js" for path in assets)
+    leaks = [path for path in assets if FAKE_API_KEY.encode() in path.read_bytes()]
+    assert not leaks, f"API key found in {leaks}"
+
+
+def test_brand_assets_come_from_the_pack(frontend_build):
+    """The page's art is the pack's (copied at build time), never a second hand-made version."""
+    pack = FRONTEND_DIR.parent / "custom_nodes" / "ethmumbai" / "assets" / "backgrounds"
+    for name in ("ethmumbai_sunset.png", "ethmumbai_night.png"):
+        assert (FRONTEND_DIR / "public" / "brand" / name).read_bytes() == (pack / name).read_bytes()

@@ -1,0 +1,141 @@
+"""Against RunPod's deployed API shape (`/v2/<endpoint>/run`, `GET /status/<id>`), which cannot run here: a
+loopback stand-in answers with the documented bodies, and the routes' mapping of each to the page's job view
+is checked. (The browser test runs against the real local worker API.)"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.frontend.conftest import FAKE_API_KEY, next_server
+
+
+class RunPodStandIn(ThreadingHTTPServer):
+    """Serves `/v2/ep/run` and `/v2/ep/status/<id>`; `statuses[id]` is the body to answer for that job."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.statuses: dict[str, dict] = {}
+        self.seen: list[tuple[str, str, str | None, bytes]] = []  # method, path, Authorization, body
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v2/ep"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: RunPodStandIn
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method: str) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((method, self.path, self.headers.get("Authorization"), body))
+        if self.headers.get("Authorization") != f"Bearer {FAKE_API_KEY}":
+            return self._answer(401, {"error": "Unauthorized"})
+        if method == "POST" and self.path == "/v2/ep/run":
+            return self._answer(200, {"id": "job-1", "status": "IN_QUEUE"})
+        job = self.path.removeprefix("/v2/ep/status/")
+        if method == "GET" and job in self.server.statuses:
+            return self._answer(200, {"id": job, **self.server.statuses[job]})
+        self._answer(404, {"error": "not found"})
+
+    def do_GET(self):  # noqa: N802
+        self._handle("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._handle("POST")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def runpod():
+    server = RunPodStandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def cloud_app(frontend_build, runpod, tmp_path_factory):
+    log = tmp_path_factory.mktemp("next-cloud") / "next.log"
+    with next_server(runpod.endpoint_url, log) as url:
+        yield url, log
+
+
+def _png_base64() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 214, 255)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_submit_sends_the_input_with_the_key(cloud_app, runpod):
+    app, _ = cloud_app
+    image = _png_base64()
+    response = requests.post(f"{app}/api/jobs", json={"image": image}, timeout=30)
+    assert response.status_code == 202 and response.json() == {"id": "job-1"}
+    method, path, auth, body = runpod.seen[-1]
+    assert (method, path, auth) == ("POST", "/v2/ep/run", f"Bearer {FAKE_API_KEY}")
+    assert json.loads(body) == {"input": {"image": image}}
+    assert FAKE_API_KEY not in response.text
+
+
+SDK_EXCEPTION = json.dumps({"error_type": "<class 'KeyError'>", "error_message": "'image'",
+                            "error_traceback": "Traceback (most recent call last): ...", "hostname": "h"})
+
+
+@pytest.mark.parametrize(("status", "view"), [
+    ({"status": "IN_QUEUE"}, {"state": "queued"}),
+    ({"status": "IN_PROGRESS"}, {"state": "running"}),
+    ({"status": "IN_PROGRESS", "output": {"stage": "sampling", "step": 3, "steps": 20}},
+     {"state": "running", "progress": {"stage": "sampling", "step": 3, "steps": 20}}),
+    ({"status": "IN_PROGRESS", "output": {"stage": "encode"}}, {"state": "running", "progress": {"stage": "encode"}}),
+    ({"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png", "width": 1024, "height": 1024,
+                                        "seed": 1, "cached": False}},
+     {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 1024, "height": 1024}}),
+    # worker/errors.py: the {code, message} object travels JSON-encoded in the job's error
+    ({"status": "FAILED", "error": json.dumps({"code": "NO_FACE_DETECTED", "message": "no face"})},
+     {"state": "failed", "error": {"code": "NO_FACE_DETECTED", "message": "no face"}}),
+    ({"status": "FAILED", "error": "[MULTIPLE_FACES] 2 faces"},
+     {"state": "failed", "error": {"code": "MULTIPLE_FACES", "message": "2 faces"}}),
+    # an exception that escaped the handler: its message, never the traceback
+    ({"status": "FAILED", "error": SDK_EXCEPTION},
+     {"state": "failed", "error": {"code": "WORKER_EXCEPTION", "message": "'image'"}}),
+    ({"status": "TIMED_OUT"}, {"state": "failed", "error": {"code": "TIMEOUT", "message": "The job timed out"}}),
+    ({"status": "COMPLETED", "output": {"cached": True}},
+     {"state": "failed", "error": {"code": "NO_RESULT", "message": "The worker returned no image"}}),
+])
+def test_status_maps_to_the_page_view(cloud_app, runpod, status, view):
+    app, _ = cloud_app
+    runpod.statuses["job-2"] = status
+    response = requests.get(f"{app}/api/jobs/job-2", timeout=30)
+    assert response.status_code == 200
+    assert response.json() == view
+    assert runpod.seen[-1][:3] == ("GET", "/v2/ep/status/job-2", f"Bearer {FAKE_API_KEY}")
+
+
+def test_rejected_key_is_a_coded_error_and_never_logged(frontend_build, runpod, tmp_path):
+    log = tmp_path / "next.log"
+    with next_server(runpod.endpoint_url, log, api_key="rpa_WRONG_KEY_0451") as app:
+        response = requests.get(f"{app}/api/jobs/job-2", timeout=30)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "ENDPOINT_UNAVAILABLE"
+    text = log.read_text()
+    assert "HTTP 401" in text and "rpa_WRONG_KEY_0451" not in text

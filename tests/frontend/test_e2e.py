@@ -1,0 +1,191 @@
+"""End to end in real headless Chromium (Debian's): the built page served by `next start`, against the real local
+worker stack (`python -m worker.handler --rp_serve_api`, real ComfyUI, tiny models). Screenshots go to
+artifacts/frontend/."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+from skimage import data as skdata
+
+from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, next_server
+from worker.comfy_process import free_port
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+JOB_TIMEOUT_MS = 300_000
+# What the page says for each worker stage (frontend/lib/messages.ts); seeing one proves progress came through.
+WORKER_STAGE_LABELS = ("Warming up the avatar engine", "Finding your face", "Drawing your avatar",
+                       "Adding the ETHMumbai backdrop", "Saving your avatar")
+# Every text the progress line and step counter show, recorded in the page as it changes.
+PROGRESS_RECORDER = """
+window.__progress = [];
+new MutationObserver(() => {
+  const text = ['progress-label', 'progress-detail']
+    .map((id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? '').join(' | ');
+  if (text.trim() !== '|' && window.__progress.at(-1) !== text) window.__progress.push(text);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+DROP_FILE = """
+async ([b64, name, selector]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, { type: 'image/jpeg' }));
+  const zone = document.querySelector(selector);
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }
+}
+"""
+
+
+def _jpeg(pixels, path: Path) -> Path:
+    Image.fromarray(pixels).save(path, "JPEG", quality=92)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Browser:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS_DIR
+
+
+def _open(browser: Browser, app: str, **context) -> tuple[Page, list]:
+    """A fresh page on the app, recording progress texts and every response the browser got."""
+    page = browser.new_context(accept_downloads=True, **context).new_page()
+    page.add_init_script(PROGRESS_RECORDER)
+    responses = []
+    page.on("response", lambda response: responses.append(response))
+    page.goto(app)
+    return page, responses
+
+
+def _assert_no_key_reached_the_browser(page: Page, responses: list) -> None:
+    assert FAKE_API_KEY not in page.content()
+    bodies = [r for r in responses if r.request.resource_type in ("document", "script", "stylesheet", "fetch")]
+    assert any(r.request.resource_type == "script" for r in bodies)
+    for response in bodies:
+        assert FAKE_API_KEY.encode() not in response.body(), f"API key served in {response.url}"
+
+
+def _focused_text(page: Page) -> str:
+    return page.evaluate("document.activeElement?.textContent ?? ''").strip()
+
+
+def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp_path):
+    page, responses = _open(browser, avatar_app, viewport={"width": 1280, "height": 900})
+    page.screenshot(path=artifacts / "1_start_desktop.png", full_page=True)
+
+    # Keyboard only: skip link, then the chooser button; Enter opens the file picker.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert _focused_text(page) == "Choose a photo"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(_jpeg(skdata.astronaut(), tmp_path / "astronaut.jpg"))
+
+    labels = "|".join(WORKER_STAGE_LABELS)
+    page.get_by_test_id("progress-label").filter(has_text=re.compile(labels)).wait_for(timeout=JOB_TIMEOUT_MS)
+    page.screenshot(path=artifacts / "2_progress_desktop.png", full_page=True)
+
+    result = page.get_by_test_id("avatar-result")
+    result.wait_for(timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("document.querySelector('[data-testid=avatar-result]').complete")
+    page.screenshot(path=artifacts / "3_result_desktop.png", full_page=True)
+
+    seen = page.evaluate("window.__progress")
+    assert any(text.startswith("Waiting for a free GPU") for text in seen), seen  # queued, before the worker
+    assert any(text.startswith(WORKER_STAGE_LABELS) for text in seen), seen  # the worker's own progress
+    steps = [tuple(map(int, m.groups())) for t in seen if (m := re.search(r"Step (\d+) of (\d+)", t))]
+    assert steps, seen
+    assert all(1 <= step <= total for step, total in steps) and steps == sorted(steps), steps
+
+    assert _focused_text(page) == "Your ETHMumbai avatar"  # focus moved to the result
+    shown = page.evaluate("(img => [img.naturalWidth, img.naturalHeight])(document.querySelector('[data-testid=avatar-result]'))")
+    assert shown[0] > 0 and shown[1] > 0
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download PNG").click()
+    assert download.value.suggested_filename == "ethmumbai-avatar.png"
+    png = Path(download.value.path()).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert list(Image.open(io.BytesIO(png)).size) == shown
+
+    _assert_no_key_reached_the_browser(page, responses)
+
+
+def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artifacts, tmp_path):
+    """Mobile layout, photo dropped on the drop zone: a cat, so the worker answers NO_FACE_DETECTED."""
+    page, responses = _open(browser, avatar_app, viewport={"width": 390, "height": 844}, is_mobile=True,
+                            has_touch=True, device_scale_factor=2)
+    cat = base64.b64encode(_jpeg(skdata.chelsea(), tmp_path / "chelsea.jpg").read_bytes()).decode()
+    page.evaluate(DROP_FILE, [cat, "chelsea.jpg", ".dropzone"])
+
+    message = page.get_by_test_id("error-message")
+    message.wait_for(timeout=JOB_TIMEOUT_MS)
+    assert message.get_attribute("data-code") == "NO_FACE_DETECTED"
+    assert message.inner_text() == "We couldn't find a face — try a clearer, front-facing photo."
+    assert _focused_text(page) == "That didn't work"  # focus moved to the alert
+    page.screenshot(path=artifacts / "4_no_face_mobile.png", full_page=True)
+
+    page.get_by_role("button", name="Try another photo").click()
+    page.get_by_role("button", name="Choose a photo").wait_for()
+    assert _focused_text(page) == "Choose a photo"
+    _assert_no_key_reached_the_browser(page, responses)
+
+
+def test_wrong_file_type_is_caught_in_the_browser(avatar_app, browser, artifacts, tmp_path):
+    page, responses = _open(browser, avatar_app, viewport={"width": 1280, "height": 900})
+    gif = tmp_path / "anim.gif"
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(gif, "GIF")
+    page.get_by_test_id("photo-input").set_input_files(gif)
+    message = page.get_by_test_id("error-message")
+    message.wait_for()
+    assert message.get_attribute("data-code") == "FILE_TYPE"
+    assert not [r for r in responses if "/api/jobs" in r.url]  # nothing was uploaded
+    page.screenshot(path=artifacts / "5_wrong_type_desktop.png", full_page=True)
+
+
+# DEV-ONLY stand-in (to be replaced by the real worker stack fixture before commit)
+@pytest.fixture(scope="module")
+def avatar_app(frontend_build, tmp_path_factory):
+    import os
+    import subprocess
+    import time
+
+    import requests
+    logs = tmp_path_factory.mktemp("stack")
+    next_port, worker_port = free_port(), free_port()
+    env = {**os.environ, "RUNPOD_WEBHOOK_POST_OUTPUT": f"http://127.0.0.1:{next_port}/api/local-progress/$ID?v=1"}
+    proc = subprocess.Popen([".venv/bin/python", "/tmp/fe_dev/fake_worker.py", "--rp_serve_api", "--rp_api_host",
+                             "127.0.0.1", "--rp_api_port", str(worker_port)], env=env,
+                            stdout=(logs / "w.log").open("wb"), stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{worker_port}/docs", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.2)
+    with next_server(f"http://127.0.0.1:{worker_port}", logs / "next.log", port=next_port) as url:
+        yield url
+    proc.terminate()
+    proc.wait()

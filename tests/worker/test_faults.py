@@ -1,0 +1,68 @@
+"""Faults with real causes on the shared worker: deadline exceeded, ComfyUI killed mid-job, a model file missing.
+
+After each, ComfyUI's queue and history are empty again and the next valid job succeeds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.worker.conftest import WORKFLOW, avatar_job
+
+
+def _wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _slow_job(seed: int) -> dict:
+    """Many steps at a larger size: seconds on a CPU even with the tiny model."""
+    params = {}
+    if "steps" in WORKFLOW.params:
+        params["steps"] = min(WORKFLOW.params["steps"].get("maximum", 40), 40)
+    if "size" in WORKFLOW.params:
+        params["size"] = min(WORKFLOW.params["size"].get("maximum", 768), 768)
+    return avatar_job(seed=seed, **params)
+
+
+def test_deadline_exceeded_interrupts_and_frees(worker_server):
+    started = time.monotonic()
+    code, message = worker_server.fail({**_slow_job(seed=501), "timeout": 1.0})
+    assert code == "TIMEOUT", message
+    assert time.monotonic() - started < 10, "the job was not cut at its deadline"
+    # The interrupted prompt leaves ComfyUI's queue and its history entry is deleted once ComfyUI files it.
+    _wait_until(lambda: worker_server.comfy_queue() == ([], []), 30, "the queue to empty")
+    _wait_until(lambda: worker_server.comfy_history() == {}, 10, "the history to be deleted")
+    worker_server.succeed(avatar_job(seed=502))
+
+
+def test_comfyui_killed_mid_job_is_comfy_crashed_then_restarted(worker_server):
+    comfy = worker_server.comfy_process()
+    result = {}
+    job = threading.Thread(target=lambda: result.update(worker_server.runsync(_slow_job(seed=601))))
+    job.start()
+    _wait_until(lambda: worker_server.comfy_queue()[0], 60, "the prompt to start running")
+    comfy.kill()
+    job.join(120)
+    assert result["status"] == "FAILED"
+    assert '"COMFY_CRASHED"' in result["error"]
+    # The worker restarts ComfyUI on its own; the next job waits for it and succeeds.
+    worker_server.succeed(avatar_job(seed=602))
+    assert worker_server.comfy_process().pid != comfy.pid
+
+
+def test_missing_model_file_names_the_file_and_the_fetch_command(worker_server, worker_models):
+    name, folder = next((n, f) for n, f in WORKFLOW.model_files().items() if f == "loras")
+    path = worker_models["models_dir"] / folder / name
+    hidden = path.with_name(path.name + ".hidden")
+    path.rename(hidden)
+    try:
+        code, message = worker_server.fail(avatar_job(seed=701))
+    finally:
+        hidden.rename(path)
+    assert code == "MODEL_MISSING", message
+    assert name in message and "fetch_models.py" in message
+    worker_server.succeed(avatar_job(seed=702))

@@ -1,0 +1,114 @@
+"""ComfyUI used as a library: its checkpoint loader, model classes, conditioning and LoRA key names.
+
+Training reuses the exact code that renders the avatar (the same model detection, latent scaling,
+SDXL size conditioning and LoRA key mapping), so what the LoRA learns is what ComfyUI applies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from worker import paths
+
+# What ComfyUI logs when LoraLoader meets a key it cannot use (comfy/lora.py, comfy/sd.py).
+UNLOADED_MARKERS = ("lora key not loaded", "NOT LOADED")
+
+
+def import_comfy(device: torch.device, plugins: list[Path] = ()) -> None:
+    """Put ComfyUI on ``sys.path`` set up for ``device``, then import each plugin (e.g. a test model class).
+
+    ComfyUI reads its device from its CLI arguments when ``comfy.model_management`` is first
+    imported; as a library it parses none, so CPU must be asked for before that import.
+    """
+    comfy_dir = paths.comfyui_dir()
+    if not (comfy_dir / "comfy" / "sd.py").is_file():
+        raise FileNotFoundError(f"ComfyUI not found at {comfy_dir}; run scripts/setup.sh or set COMFYUI_DIR")
+    if str(comfy_dir) not in sys.path:
+        sys.path.insert(0, str(comfy_dir))
+    import comfy.cli_args
+
+    if "comfy.model_management" not in sys.modules:
+        comfy.cli_args.args.cpu = device.type == "cpu"
+    import comfy.lora  # noqa: F401
+    import comfy.sd  # noqa: F401
+
+    for plugin in plugins:
+        import_plugin(Path(plugin))
+
+
+def import_plugin(path: Path) -> None:
+    """Import a ComfyUI custom-node folder (or ``.py`` file) once, for its import-time registrations."""
+    name = f"ethmumbai_training_plugin_{path.stem}"
+    if name in sys.modules:
+        return
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(name, path / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import plugin {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+def load_checkpoint(path: Path, dtype: torch.dtype, with_clip: bool = True, with_vae: bool = True):
+    """(ModelPatcher, CLIP | None, VAE | None) from a checkpoint file, the UNet weights in ``dtype``."""
+    import comfy.sd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"base model {path} not found (python scripts/fetch_models.py fetches the manifest's)")
+    out = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=with_vae, output_clip=with_clip,
+                                                 model_options={"dtype": dtype})
+    patcher, clip, vae, _ = out
+    if patcher is None or getattr(patcher.model, "model_config", None) is None:
+        raise ValueError(f"{path}: ComfyUI does not recognise this checkpoint (a custom model class needs --plugin)")
+    return patcher, clip, vae
+
+
+def free_memory() -> None:
+    """Let ComfyUI drop the models it manages (text encoders, VAE) and return cached device memory."""
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    comfy.model_management.soft_empty_cache()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(UNLOADED_MARKERS):
+            self.messages.append(message)
+
+
+@contextmanager
+def unloaded_key_log() -> Iterator[list[str]]:
+    """Collect ComfyUI's "lora key not loaded" / "NOT LOADED" warnings raised inside the block."""
+    handler = _Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        root.removeHandler(handler)
+
+
+def unloaded_lora_keys(patcher, clip, lora_sd: dict[str, torch.Tensor]) -> list[str]:
+    """The warnings LoraLoader's own code path (``comfy.sd.load_lora_for_models``) gives for this LoRA."""
+    import comfy.sd
+
+    with unloaded_key_log() as messages:
+        comfy.sd.load_lora_for_models(patcher, clip, lora_sd, 1.0, 1.0)
+    return messages

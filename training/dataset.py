@@ -1,0 +1,56 @@
+"""A prepared dataset on disk: ``train/`` and ``val/`` folders of ``NAME.png`` + ``NAME.txt`` caption.
+
+That is the kohya folder convention, so captions can be edited by hand after preparation; the
+trainer reads the folders (not a manifest) and hashes them, so such edits change the dataset hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Item:
+    image: Path
+    caption: str
+    width: int
+    height: int
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_items(root: Path, split: str) -> list[Item]:
+    """The images of one split with their captions, in name order."""
+    items = []
+    for image in sorted((root / split).glob("*.png")):
+        caption_file = image.with_suffix(".txt")
+        if not caption_file.is_file():
+            raise FileNotFoundError(f"{image} has no caption file {caption_file.name}")
+        with Image.open(image) as pil:
+            width, height = pil.size
+        items.append(Item(image, caption_file.read_text(encoding="utf-8").strip(), width, height))
+    return items
+
+
+def dataset_hash(root: Path) -> str:
+    """sha256 over every split's file names and contents (images and captions)."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.iterdir() if p.suffix in (".png", ".txt")):
+            digest.update(f"{split}/{path.name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
