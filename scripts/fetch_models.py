@@ -286,6 +286,7 @@ def download_url(url: str, part: Path, expected_size: int | None, retries: int, 
                 raise FetchError(f"{exc} after {retries} attempt(s); kept {kept} bytes in {part} to resume") from exc
             log(f"retry {attempt}/{retries - 1} for {url}: {exc}")
             time.sleep(min(2 ** (attempt - 1), 10))
+    raise FetchError(f"{url}: the server refused to resume the partial download; deleted it, run again to restart")
 
 
 def _content_range_start(response: requests.Response) -> int | None:

@@ -58,7 +58,7 @@ def exact_pins(path: Path) -> dict[str, str]:
 def venv_closure(roots: list[Requirement], fixed: dict[str, str]) -> dict[str, str]:
     """Installed name -> version for the roots and everything they require (markers and extras honoured).
 
-    Packages in ``fixed`` get that version and are not walked: pip resolves their dependencies later.
+    Packages in ``fixed`` get that version; their dependencies are read from the installed build, if any.
     """
     pins: dict[str, str] = dict(fixed)
     seen: set[tuple[str, frozenset[str]]] = set()  # a package asked for with new extras is walked again
@@ -68,10 +68,13 @@ def venv_closure(roots: list[Requirement], fixed: dict[str, str]) -> dict[str, s
         if (name, extras) in seen:
             continue
         seen.add((name, extras))
-        if name in fixed:
-            continue
-        dist = metadata.distribution(name)
-        pins[name] = dist.version
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            if name in fixed:
+                continue  # e.g. torchvision, not in the dev venv: pip resolves its dependencies later
+            raise
+        pins[name] = fixed.get(name, dist.version)
         if name in NO_DEPS:
             continue
         envs = [{"extra": extra} for extra in extras] or [{"extra": ""}]

@@ -105,10 +105,11 @@ def unloaded_key_log() -> Iterator[list[str]]:
         root.removeHandler(handler)
 
 
-def unloaded_lora_keys(patcher, clip, lora_sd: dict[str, torch.Tensor]) -> list[str]:
-    """The warnings LoraLoader's own code path (``comfy.sd.load_lora_for_models``) gives for this LoRA."""
+def lora_load_check(patcher, clip, lora_sd: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """Load the LoRA the way LoraLoader does (``comfy.sd.load_lora_for_models``, strength 1): the number
+    of model weights it patches, and its "not loaded" warnings (empty when every key is used)."""
     import comfy.sd
 
     with unloaded_key_log() as messages:
-        comfy.sd.load_lora_for_models(patcher, clip, lora_sd, 1.0, 1.0)
-    return messages
+        model, _ = comfy.sd.load_lora_for_models(patcher, clip, lora_sd, 1.0, 1.0)
+    return len(model.patches), messages

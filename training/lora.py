@@ -107,9 +107,3 @@ class LoRANetwork(nn.Module):
             out[f"{key}.lora_up.weight"] = layer.up.weight.detach().to("cpu", dtype).contiguous()
             out[f"{key}.alpha"] = torch.tensor(float(self.spec.alpha), dtype=dtype)
         return out
-
-    def metadata(self) -> dict[str, str]:
-        """kohya-style safetensors metadata (read by A1111/Forge UIs; ComfyUI ignores it)."""
-        return {"ss_network_module": "networks.lora", "ss_network_dim": str(self.spec.rank),
-                "ss_network_alpha": str(self.spec.alpha), "ss_network_args": f'{{"target": "{self.spec.target}"}}',
-                "ss_base_model_version": "sdxl_base_v1-0", "ss_training_comment": "ethmumbai training kit"}

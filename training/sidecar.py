@@ -49,5 +49,5 @@ def manifest_entry(lora: dict, name: str, notes: str, release_url: str | None = 
 
 
 def write(path: Path, body: dict) -> None:
-    body = body | {"manifest_yaml": yaml.safe_dump([body["manifest_entry"]], sort_keys=False, width=120)}
+    body = body | {"manifest_yaml": yaml.safe_dump([body["manifest_entry"]], sort_keys=False, width=1000)}
     path.write_text(json.dumps(body, indent=2) + "\n")

@@ -18,7 +18,6 @@ import json
 import logging
 import random
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from training.validate import DEFAULT_STRENGTHS, Validator, list_photos, parse_p
 from worker import paths
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+HYPERPARAMETERS = ("steps", "rank", "alpha", "target", "learning_rate", "weight_decay", "batch_size", "max_grad_norm",
+                   "gradient_checkpointing", "seed", "precision", "save_dtype")
 # Held-out loss: every validation image at these timesteps with fixed noise, so checkpoints compare.
 VAL_TIMESTEPS = (100, 300, 500, 700, 900)
 
@@ -215,12 +216,14 @@ class Trainer:
     def lora_name(self, step: int) -> str:
         return f"{self.config.name}-step{step:06d}.safetensors"
 
-    def save_lora(self, path: Path) -> None:
+    def save_lora(self, path: Path) -> dict[str, torch.Tensor]:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        save_file(self.network.kohya_state_dict(SAVE_DTYPES[self.config.save_dtype]), str(partial),
-                  metadata=self.network.metadata())
+        # No safetensors metadata: its order is not stable, and identical weights should hash the same.
+        state = self.network.kohya_state_dict(SAVE_DTYPES[self.config.save_dtype])
+        save_file(state, str(partial))
         partial.replace(path)
+        return state
 
     def save_state(self) -> Path:
         path = self.state_path(self.state.step)
@@ -268,7 +271,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return loss.detach().item()
 
     def checkpoint(self, validator: Validator | None, final: bool = False) -> None:
         """Save LoRA + state; held-out loss; loss curve; contact sheet when due."""
@@ -305,6 +308,7 @@ class Trainer:
                              self.state.losses[-1], plots.ema(self.state.losses)[-1], rate)
                 if self.state.step % config.save_every == 0 and self.state.step < config.steps:
                     self.checkpoint(validator)
+                    window = time.monotonic()  # the it/s figure is for training steps only
         except KeyboardInterrupt:
             log.warning("interrupted: saved %s; continue with --resume", self.save_state())
             raise
@@ -315,18 +319,19 @@ class Trainer:
     def finish(self) -> Path:
         """``NAME.safetensors`` (checked through LoraLoader's code path) and its sidecar JSON."""
         lora_path = self.out / f"{self.config.name}.safetensors"
-        self.save_lora(lora_path)
-        lora_sd = self.network.kohya_state_dict(SAVE_DTYPES[self.config.save_dtype])
+        lora_sd = self.save_lora(lora_path)
         self.network.detach()
-        unloaded = comfy_runtime.unloaded_lora_keys(self.patcher, None, lora_sd)
-        if unloaded:
-            raise RuntimeError(f"ComfyUI would not load {len(unloaded)} keys of {lora_path.name}: {unloaded[:5]}")
+        patched, unloaded = comfy_runtime.lora_load_check(self.patcher, None, lora_sd)
+        if unloaded or patched != len(self.network.layers):
+            raise RuntimeError(f"ComfyUI patches {patched} of {len(self.network.layers)} layers from "
+                               f"{lora_path.name}; not loaded: {unloaded[:5]}")
         lora = sidecar.describe(lora_path) | {"format": "kohya LoRA (lora_unet_*), ComfyUI LoraLoader",
                                               "keys": len(lora_sd), "modules": len(self.network.layers),
-                                              "dtype": self.config.save_dtype}
+                                              "dtype": self.config.save_dtype,
+                                              "comfyui_check": {"patched_weights": patched, "unloaded_keys": unloaded}}
         config = self.config
-        notes = (f"trained with training/ on dataset sha256 {self.dataset_sha256[:16]}… "
-                 f"({self.counts['train_images']} images) from {self.base.name} (sha256 {self.base_sha256[:16]}…): "
+        notes = (f"trained with training/ on dataset sha256 {self.dataset_sha256[:16]} "
+                 f"({self.counts['train_images']} images) from {self.base.name} (sha256 {self.base_sha256[:16]}): "
                  f"rank {config.rank}, alpha {config.alpha:g}, {config.target}, {self.state.step} steps, "
                  f"lr {config.learning_rate:g}, batch {config.batch_size}")
         entry = sidecar.manifest_entry(lora, config.manifest_name, notes, config.release_url)
@@ -335,10 +340,10 @@ class Trainer:
             "lora": lora,
             "base_model": sidecar.describe(self.base, self.base_sha256),
             "dataset": {"path": str(Path(config.dataset).resolve()), "sha256": self.dataset_sha256, **self.counts},
-            "hyperparameters": {key: value for key, value in asdict(config).items()
-                                if key not in ("base_model", "dataset", "output", "plugins", "model_paths_config",
-                                               "validation_photos", "release_url", "log_every")}
-            | {"optimizer": "AdamW", "objective": "epsilon MSE, timesteps uniform over 0-999"},
+            "hyperparameters": {key: getattr(config, key) for key in HYPERPARAMETERS}
+            | {"optimizer": "AdamW", "objective": "epsilon MSE, timesteps uniform over 0-999",
+               "resolutions": sorted({f"{e.latent.shape[-1] * 8}x{e.latent.shape[-2] * 8}"
+                                      for e in self.train_examples})},
             "training": {"device": self.device.type, "unet_dtype": str(self.dtype).removeprefix("torch."),
                          "steps": self.state.step, "seconds": round(self.state.seconds, 1),
                          "final_train_loss_ema": plots.ema(self.state.losses)[-1],

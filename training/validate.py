@@ -130,24 +130,25 @@ class Validator:
         params = self.workflow.defaults() | self.params | {"seed": self.seed, "lora_strength": strength}
         prompt = with_models(self.workflow, self.workflow.build(photo_b64, params), self.base_model.name, lora)
         run = PromptRun(ComfyClient(process.url), prompt, self.workflow.output_node,
-                        frozenset(self.workflow.stage_of()), process.alive)
+                        self.workflow.sampler_nodes, process.alive)
         image = run.execute(time.monotonic() + RENDER_TIMEOUT_S).output["ethmumbai_images"][0]
         return Image.open(io.BytesIO(base64.b64decode(image["base64"]))).convert("RGB")
 
-    def grid(self, lora: str) -> list[list[Image.Image]]:
-        """Rows: photos; columns: strengths. ``lora`` is a file name in the run folder or its checkpoints/."""
+    def contact_sheet(self, lora: str, label: str) -> Path:
+        """Render photos × strengths with ``lora`` (a file in the run folder or its checkpoints/); write each
+        render to ``validation/<label>/`` and the labelled grid to ``validation/<label>.png``."""
+        started = time.monotonic()
+        folder = self.run_dir / "validation" / label
+        folder.mkdir(parents=True, exist_ok=True)
         rows = []
         for photo in self.photos:
             encoded = photo_base64(photo)
             rows.append([self.render_one(encoded, lora, strength) for strength in self.strengths])
+            for strength, image in zip(self.strengths, rows[-1], strict=True):
+                image.save(folder / f"{photo.stem}_strength{strength:g}.png")
         # Drop the cached photos and models between rounds: training needs the memory back.
         ComfyClient(self.process.url).free()
-        return rows
-
-    def contact_sheet(self, lora: str, label: str) -> Path:
-        started = time.monotonic()
-        rows = self.grid(lora)
-        path = self.run_dir / "validation" / f"{label}.png"
+        path = folder.with_suffix(".png")
         plots.contact_sheet(path, rows, [p.name for p in self.photos], [f"strength {s:g}" for s in self.strengths],
                             f"{lora}  seed {self.seed}  workflow {self.workflow.version}")
         log.info("validation: %s (%d renders in %.1f s)", path, len(rows) * len(self.strengths),

@@ -25,6 +25,7 @@ class PromptRejected(Exception):
 
     error: dict
     node_errors: dict
+    queued: bool = False  # ComfyUI queues a prompt whose other outputs are valid; it must be taken back
 
 
 class SocketDropped(Exception):
@@ -48,7 +49,7 @@ class ComfyClient:
         body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
         if resp.status_code != 200 or body.get("node_errors"):
             raise PromptRejected(body.get("error") or {"message": f"HTTP {resp.status_code}"},
-                                 body.get("node_errors") or {})
+                                 body.get("node_errors") or {}, queued=resp.status_code == 200)
 
     def history(self, prompt_id: str) -> dict | None:
         """The finished prompt's history entry, or None while it is queued or running."""

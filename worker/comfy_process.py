@@ -142,12 +142,17 @@ class ComfyProcess:
         return self.wait_ready(timeout)
 
     def clear_io_dirs(self) -> None:
-        """Remove anything ComfyUI left in its input/output/temp folders (user photos are private)."""
+        """Remove anything ComfyUI left in its input/output/temp folders (user photos are private).
+
+        The folders themselves stay: ComfyUI may be running another prompt, and jobs call this concurrently.
+        """
         for name in ("input", "output", "temp"):
             folder = self.workdir / name
-            if folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.mkdir()
+            for entry in list(folder.iterdir()) if folder.is_dir() else []:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def __enter__(self) -> ComfyProcess:
         self.start()

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.comfy_client import ComfyClient, ComfyUnavailable, EventStream, SocketDropped
+from worker.comfy_client import ComfyClient, ComfyUnavailable, EventStream, PromptRejected, SocketDropped
 from worker.errors import COMFY_CRASHED, COMFY_EXECUTION, TIMEOUT, WorkerError, from_exception_message
 
 POLL_S = 1.0  # how often a quiet wait re-checks that ComfyUI is alive
@@ -97,7 +97,12 @@ class PromptRun:
         try:
             self.stream.connect()  # before queueing, so no event is missed
             timeline = Timeline(self.sampler_nodes, time.monotonic())
-            self.client.queue_prompt(self.prompt, self.prompt_id, self.client_id)
+            try:
+                self.client.queue_prompt(self.prompt, self.prompt_id, self.client_id)
+            except PromptRejected as rejected:
+                if rejected.queued:
+                    self._abandon()
+                raise
             self.on_progress({"stage": "queued"})
             try:
                 return self._follow(timeline, deadline)

@@ -25,6 +25,11 @@ MODULES = (
     "benchmarks.gpu.bench",
 )
 
+# Imported here only because they are installed here; their importers go on without them.
+OPTIONAL = {
+    "aiodns", "pycares", "brotli", "backports-zstd",  # aiohttp's optional DNS resolver and decoders
+}
+
 
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -43,12 +48,18 @@ def wheel_packages(folder: Path) -> set[str]:
 
 
 def loaded_distributions() -> set[str]:
+    """Distributions whose files back a module imported by MODULES (by file, so namespace packages such as
+    ``google`` count only the distribution actually loaded)."""
     sys.path.insert(0, str(REPO_ROOT))
     for module in MODULES:
         importlib.import_module(module)
-    owners = importlib.metadata.packages_distributions()
-    tops = {name.split(".")[0] for name in sys.modules}
-    return {normalize(dist) for top in tops for dist in owners.get(top, [])}
+    owner = {}
+    for dist in importlib.metadata.distributions():
+        for file in dist.files or []:
+            if file.suffix in (".py", ".so"):
+                owner[str(Path(file.locate()).resolve())] = dist.metadata["Name"]
+    loaded = (getattr(module, "__file__", None) for module in list(sys.modules.values()))
+    return {normalize(owner[key]) for path in loaded if path and (key := str(Path(path).resolve())) in owner}
 
 
 def main() -> None:
@@ -60,7 +71,7 @@ def main() -> None:
         print(f"check_carry: {args.kinds} not found; skipped")
         return
     in_image, carried = image_packages(args.kinds), wheel_packages(args.wheels)
-    missing = sorted(loaded_distributions() - in_image - carried - {"ethmumbai-avatar"})
+    missing = sorted(loaded_distributions() - in_image - carried - OPTIONAL)
     if missing:
         raise SystemExit(f"check_carry: imported but neither in the device image nor in {args.wheels}: {missing}")
     print(f"check_carry: every imported distribution is in the image or carried ({len(carried)} wheels)")

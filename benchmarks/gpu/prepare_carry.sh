@@ -76,6 +76,8 @@ printf 'working tree %.1f MiB + carry (.whl %s, tools %s) = %.1f MiB of 64 MiB\n
   "$(echo "$total / 1048576" | bc -l)"
 [ "$total" -lt "$LIMIT_BYTES" ] || { echo "over the 64 MiB the device tool carries" >&2; exit 1; }
 .venv/bin/python benchmarks/gpu/check_carry.py .whl
-echo
-echo "The device call (run tool): carry [\".whl\", \"tools\"], timeout_s 600, command:"
-cat benchmarks/gpu/device_command.txt
+cat <<'EOF'
+
+Next, the device call (run tool; see benchmarks/gpu/RESULTS.md): carry [".whl", "tools"], timeout_s 600,
+command: bash benchmarks/gpu/run_gpu_bench.sh --budget-s 540
+EOF

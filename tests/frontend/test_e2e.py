@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from skimage import data as skdata
 
 from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, next_server
+from tests.worker.server import start_worker
 from worker.comfy_process import free_port
 
 pytestmark = pytest.mark.browser
@@ -51,6 +52,20 @@ async ([b64, name, selector]) => {
 def _jpeg(pixels, path: Path) -> Path:
     Image.fromarray(pixels).save(path, "JPEG", quality=92)
     return path
+
+
+@pytest.fixture(scope="module")
+def avatar_app(frontend_build, worker_env, tmp_path_factory) -> str:
+    """`next start` pointed at the worker's local API; the worker's SDK posts progress to the app's collector."""
+    stack = tmp_path_factory.mktemp("stack")
+    next_port = free_port()
+    progress_url = f"http://127.0.0.1:{next_port}/api/local-progress/$ID?v=1"
+    worker = start_worker(stack / "worker", {**worker_env, "RUNPOD_WEBHOOK_POST_OUTPUT": progress_url})
+    try:
+        with next_server(worker.url, stack / "next.log", port=next_port) as url:
+            yield url
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -164,28 +179,3 @@ def test_wrong_file_type_is_caught_in_the_browser(avatar_app, browser, artifacts
     assert not [r for r in responses if "/api/jobs" in r.url]  # nothing was uploaded
     page.screenshot(path=artifacts / "5_wrong_type_desktop.png", full_page=True)
 
-
-# DEV-ONLY stand-in (to be replaced by the real worker stack fixture before commit)
-@pytest.fixture(scope="module")
-def avatar_app(frontend_build, tmp_path_factory):
-    import os
-    import subprocess
-    import time
-
-    import requests
-    logs = tmp_path_factory.mktemp("stack")
-    next_port, worker_port = free_port(), free_port()
-    env = {**os.environ, "RUNPOD_WEBHOOK_POST_OUTPUT": f"http://127.0.0.1:{next_port}/api/local-progress/$ID?v=1"}
-    proc = subprocess.Popen([".venv/bin/python", "/tmp/fe_dev/fake_worker.py", "--rp_serve_api", "--rp_api_host",
-                             "127.0.0.1", "--rp_api_port", str(worker_port)], env=env,
-                            stdout=(logs / "w.log").open("wb"), stderr=subprocess.STDOUT)
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{worker_port}/docs", timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.2)
-    with next_server(f"http://127.0.0.1:{worker_port}", logs / "next.log", port=next_port) as url:
-        yield url
-    proc.terminate()
-    proc.wait()

@@ -7,12 +7,13 @@ strength change alters the output, never what the image shows):
   ``tiny_comfy`` (a running ``ComfyProcess`` with the pack, the tiny plugin and these models).
 - To start ComfyUI yourself (e.g. the worker, which owns its ``ComfyProcess``)::
 
-      plugins, model_paths_config = tiny_comfy_kwargs(tmp_path, names=workflow_model_files("v1"))
+      names = {folder: name for name, folder in workflow.model_files().items()}  # worker.workflow.Workflow
+      plugins, model_paths_config = tiny_comfy_kwargs(tmp_path, names=names)
       ComfyProcess(workdir=..., plugins=plugins, model_paths_config=model_paths_config)
 
-  ``names`` picks the file names (ComfyUI folder -> file name). With the workflow's own production names
-  (``workflows.params.workflow_model_files``) the workflow runs unchanged; with the default tiny names, swap them
-  into a prompt with ``workflows.params.set_model_files(prompt, params, tiny["files"])``.
+  ``names`` picks the file names (ComfyUI folder -> file name). Under the workflow's own production names the
+  workflow runs unchanged; under the default tiny names (``TINY_NAMES``), put ``tiny["files"][folder]`` into each
+  model input the params file lists (``Workflow.model_inputs``), as ``tests/workflow/test_e2e.py`` does.
 - ``write_tiny_models(models_dir, seed)`` writes the files alone; the same seed gives the same bytes.
 
 The model class lives in the test plugin ``tests/plugins/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);

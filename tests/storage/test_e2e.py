@@ -1,21 +1,31 @@
 """Storage end to end: the real worker (runpod local API, real ComfyUI, tiny models) against moto_server.
 
-Reuses the worker tests' server helper, env and jobs; only the STORAGE_* env is added here.
+Reuses the worker tests' server helper, tiny models, env and jobs; adds the STORAGE_* env and a models
+manifest that pins the tiny files (the worker turns the cache off for a model without a pinned sha256).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
+import websocket
+import yaml
 from PIL import Image
 
+from scripts.fetch_models import load_manifest
 from tests.nodes.images import astronaut, b64, encode
-from tests.worker.conftest import avatar_job, worker_env  # noqa: F401 (worker_env is a fixture)
+from tests.worker.conftest import WORKFLOW, avatar_job, worker_env, worker_models  # noqa: F401 (fixtures)
 from tests.worker.server import start_worker
+from worker import paths
 from worker.storage import ResultStore, StorageConfig
 
 KEY_ID = "e2e-key-id"
@@ -23,49 +33,90 @@ SECRET = f"e2e-secret-{uuid.uuid4().hex}"
 USER = "e2e-user"
 
 
+def pinned_manifest(models_dir: Path, out: Path) -> Path:
+    """The project's manifest with each model the workflow loads pinned to the tiny file's sha256 and size."""
+    manifest = yaml.safe_load(paths.models_manifest().read_text())
+    loaded = WORKFLOW.model_files()
+    for entry in manifest["models"]:
+        if entry["filename"] in loaded:
+            data = (models_dir / loaded[entry["filename"]] / entry["filename"]).read_bytes()
+            entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+            entry.pop("todo", None)
+    out.write_text(yaml.safe_dump(manifest))
+    load_manifest(out)  # still a valid manifest
+    return out
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, worker_env, moto):  # noqa: F811 (the imported fixture)
+def stack(tmp_path_factory, worker_env, worker_models, moto):  # noqa: F811 (the imported fixtures)
     """A worker with storage on a fresh bucket, and a store on the same bucket to look inside it."""
+    workdir = tmp_path_factory.mktemp("storage-worker")
     config = StorageConfig(bucket=moto.new_bucket(), endpoint_url=moto.url, access_key_id=KEY_ID,
                            secret_access_key=SECRET, prefix="e2e")
     env = {**worker_env, "STORAGE_BUCKET": config.bucket, "STORAGE_ENDPOINT_URL": config.endpoint_url,
-           "STORAGE_ACCESS_KEY_ID": KEY_ID, "STORAGE_SECRET_ACCESS_KEY": SECRET, "STORAGE_PREFIX": "e2e"}
-    server = start_worker(tmp_path_factory.mktemp("storage-worker"), env)
+           "STORAGE_ACCESS_KEY_ID": KEY_ID, "STORAGE_SECRET_ACCESS_KEY": SECRET, "STORAGE_PREFIX": "e2e",
+           "MODELS_MANIFEST": str(pinned_manifest(worker_models["models_dir"], workdir / "manifest.yaml"))}
+    server = start_worker(workdir / "worker", env)
     yield server, ResultStore(config)
     server.stop()
 
 
-def prompts_run(server) -> int:
-    running, pending = server.comfy_queue()
-    assert not running and not pending
-    return len(server.comfy_history())
+@contextmanager
+def queue_changes(server) -> Iterator[list[dict]]:
+    """ComfyUI's ``status`` broadcasts seen while the block runs: ComfyUI sends one to every socket whenever its
+    queue changes (a prompt put, started, done). The worker deletes each prompt's /history entry (it holds the
+    photo), so this is how a test sees that a job queued nothing."""
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.comfy_port}/ws?clientId=observer-{uuid.uuid4().hex}",
+                                     timeout=10)
+    changes: list[dict] = []
+    try:
+        _drain(ws)  # the greeting status sent to a new socket
+        yield changes
+        changes.extend(event for event in _drain(ws) if event["type"] == "status")
+    finally:
+        ws.close()
+    assert server.comfy_queue() == ([], [])
+
+
+def _drain(ws, quiet_s: float = 1.0) -> list[dict]:
+    """Every text message until the socket has been quiet for ``quiet_s``."""
+    ws.settimeout(quiet_s)
+    events = []
+    while True:
+        try:
+            message = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return events
+        if isinstance(message, str):
+            events.append(json.loads(message))
 
 
 def test_url_result_is_served_and_an_identical_request_is_cached_without_comfyui(stack):
     server, store = stack
     job = avatar_job(seed=11, user=USER, **{"return": "both"})
-    before = prompts_run(server)
 
-    first = server.succeed(job)
+    with queue_changes(server) as changes:
+        first = server.succeed(job)
     assert first["cached"] is False
-    assert prompts_run(server) == before + 1
+    assert changes, "the observer saw no queue change for a job that ran"  # the control
     png = base64.b64decode(first["image"])
     served = requests.get(first["url"], timeout=30)
     assert served.status_code == 200 and served.content == png
     assert Image.open(io.BytesIO(served.content)).size == (first["width"], first["height"])
 
-    again = server.succeed(job)
+    with queue_changes(server) as changes:
+        again = server.succeed(job)
+        # Same photo as lossless WebP, URL only: still a hit.
+        webp = avatar_job(seed=11, user=USER, image=b64(encode(astronaut(), "WEBP", lossless=True)),
+                          **{"return": "url"})
+        by_url = server.succeed(webp)
+    assert changes == [], "a cache hit queued a prompt in ComfyUI"
     assert again["cached"] is True
     assert base64.b64decode(again["image"]) == png
     assert (again["width"], again["height"], again["seed"]) == (first["width"], first["height"], 11)
     assert requests.get(again["url"], timeout=30).content == png
-    # Same photo as lossless WebP, URL only: still a hit.
-    webp = avatar_job(seed=11, user=USER, image=b64(encode(astronaut(), "WEBP", lossless=True)),
-                      **{"return": "url"})
-    by_url = server.succeed(webp)
     assert by_url["cached"] is True and "image" not in by_url
     assert requests.get(by_url["url"], timeout=30).content == png
-    assert prompts_run(server) == before + 1, "a cache hit queued a prompt in ComfyUI"
 
     history = store.history(USER)
     assert len(history) == 3 and all(requests.get(obj.url, timeout=30).content == png for obj in history)
@@ -74,12 +125,10 @@ def test_url_result_is_served_and_an_identical_request_is_cached_without_comfyui
 
 def test_bad_credentials_still_return_the_image_with_a_storage_error(stack, moto):
     server, _ = stack
-    before = prompts_run(server)
     with moto.enforce_auth():  # moto now refuses the worker's key id, which no IAM user owns
         out = server.succeed(avatar_job(seed=12, user=USER, **{"return": "both"}))
 
     assert out["cached"] is False and "url" not in out
-    assert prompts_run(server) == before + 1
     assert Image.open(io.BytesIO(base64.b64decode(out["image"]))).size == (out["width"], out["height"])
     error = out["storage_error"]
     assert error["code"] == "STORAGE_ERROR"

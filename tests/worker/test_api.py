@@ -26,7 +26,7 @@ def _animated_gif() -> bytes:
 _PNG = encode(Image.new("RGB", (64, 64), "white"))
 # Each a real bad upload and the code the worker must answer with.
 BAD_IMAGES = {
-    "corrupt": (b64(_PNG[:16] + bytes(range(256)) * 4), "UNSUPPORTED_IMAGE"),
+    "corrupt": (b64(_PNG[:33] + bytes(range(256)) * 4), "UNSUPPORTED_IMAGE"),  # valid header, garbage data
     "truncated": (b64(encode(chelsea())[:5000]), "UNSUPPORTED_IMAGE"),
     "zero_bytes": ("", "UNSUPPORTED_IMAGE"),
     "svg": (b64(b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64"/></svg>'),

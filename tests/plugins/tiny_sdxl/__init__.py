@@ -70,4 +70,8 @@ class TinySDXL(comfy.supported_models.SDXL):
 if TinySDXL not in comfy.supported_models.models:
     comfy.supported_models.models.insert(0, TinySDXL)
 
+# Tiny layers gain nothing from intra-op threads, and where the CPUs are shared (several test servers on two
+# cores) OpenMP's spinning threads make each small op tens of times slower. One thread keeps runs quick and steady.
+torch.set_num_threads(1)
+
 NODE_CLASS_MAPPINGS = {}  # a model class only; the empty mapping tells ComfyUI the module loaded fine
