@@ -3,7 +3,7 @@
 #   docker build -t ethmumbai-avatar:1.0.0 .                                  # required models baked in (~9.8 GB)
 #   docker build --build-arg BAKE_MODELS=false -t ethmumbai-avatar:1.0.0-volume .
 #                                             # models read from a network volume at /runpod-volume/models
-# torch 2.13.0's Linux wheel on PyPI is built for CUDA 13.0, hence this base (host driver R580 or newer).
+# torch 2.14.1's Linux wheel on PyPI is built for CUDA 13.0, hence this base (host driver R580 or newer).
 # It brings its own cuDNN (nvidia-cudnn-cu13), so the plain runtime flavour is enough.
 FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04@sha256:c3fde347d52d578c84fd644bc177bc7ec333feaf11550d990da4084d7612e4c7
 

@@ -38,8 +38,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from install_comfyui import MODEL_FOLDERS, REPO  # noqa: E402  (a sibling script, not a package)
+if __package__:  # imported as scripts.fetch_models (worker, tests)
+    from .install_comfyui import MODEL_FOLDERS, REPO
+else:  # run as `python scripts/fetch_models.py`: its own folder is on sys.path
+    from install_comfyui import MODEL_FOLDERS, REPO
 
 MANIFEST = REPO / "models_manifest.yaml"
 STATE_DIR = ".fetch_models"  # under the target: partial downloads, Hugging Face staging, verification stamps

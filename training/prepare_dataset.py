@@ -125,9 +125,10 @@ def crop_region(pixels: np.ndarray, found: face.Face | None, out_w: int, out_h: 
     else:
         cx, cy = imaging.subject_centre(pixels)
     rect_w, rect_h = imaging.largest_rect(width, height, out_w / out_h)
-    if found is not None and out_w == out_h:
+    if found is not None and not settings.use_buckets:
         # The workflow's head-and-shoulders framing, but never smaller than the output (no upscaling
         # unless the image itself is small) and never past the border (no padded edges to learn).
+        # Buckets keep the whole composition instead, centred on the face.
         box = crop.box_around(found.x, found.y, found.w, found.h, settings.margin, width, height, out_w)
         rect_w = rect_h = min(rect_w, max(box.size, out_w))
     x, y = imaging.place(width, height, rect_w, rect_h, cx, cy)

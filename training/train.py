@@ -60,7 +60,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = True
     save_every: int = 250
-    validate_every: int | None = None  # None: at every save; 0: only at the end
+    validate_every: int | None = None  # None: at every save; 0: only before training and at the end
     keep_states: int = 2
     seed: int = 42
     device: str = "auto"
@@ -222,6 +222,7 @@ class Trainer:
         # No safetensors metadata: its order is not stable, and identical weights should hash the same.
         state = self.network.kohya_state_dict(SAVE_DTYPES[self.config.save_dtype])
         save_file(state, str(partial))
+        partial.chmod(0o644)  # safetensors creates files readable by their owner only
         partial.replace(path)
         return state
 
@@ -277,14 +278,24 @@ class Trainer:
         """Save LoRA + state; held-out loss; loss curve; contact sheet when due."""
         step = self.state.step
         self.save_lora(self.out / "checkpoints" / self.lora_name(step))
-        self.save_state()
         if self.val_examples:
             self.state.val_losses[step] = validation_loss(self.model, self.val_examples, self.config.seed)
             log.info("step %d: validation loss %.4f", step, self.state.val_losses[step])
+        self.save_state()
         self.write_losses()
         every = self.config.save_every if self.config.validate_every is None else self.config.validate_every
         if validator is not None and (final or (every and step % every == 0)):
-            validator.contact_sheet(self.lora_name(step), f"step{step:06d}")
+            try:
+                validator.contact_sheet(self.lora_name(step), f"step{step:06d}")
+            except Exception:  # the LoRA is saved already: a failed render must not end hours of training
+                log.exception("validation renders at step %d failed; training goes on "
+                              "(render them later with python -m training.validate)", step)
+
+    def baseline(self, validator: Validator) -> None:
+        """Step-0 contact sheet (the LoRA is still zero): shows the base look, and checks the whole
+        validation set-up (workflow, models, photos) before any training time is spent."""
+        self.save_lora(self.out / "checkpoints" / self.lora_name(0))
+        validator.contact_sheet(self.lora_name(0), "step000000")
 
     def write_losses(self) -> None:
         plots.loss_curve(self.out / "loss.png", self.state.losses, self.state.val_losses,
@@ -294,21 +305,23 @@ class Trainer:
 
     def run(self, validator: Validator | None) -> None:
         config = self.config
+        if validator is not None and self.state.step == 0:
+            self.baseline(validator)
         started = time.monotonic() - self.state.seconds
-        window = time.monotonic()
+        window = (time.monotonic(), self.state.step)  # for the it/s figure: training steps only
         try:
             while self.state.step < config.steps:
                 self.state.losses.append(self.train_step())
                 self.state.step += 1
                 self.state.seconds = time.monotonic() - started
                 if self.state.step % config.log_every == 0 or self.state.step == config.steps:
-                    rate = config.log_every / max(time.monotonic() - window, 1e-9)
-                    window = time.monotonic()
+                    rate = (self.state.step - window[1]) / max(time.monotonic() - window[0], 1e-9)
                     log.info("step %d/%d loss %.4f (EMA %.4f) %.2f it/s", self.state.step, config.steps,
                              self.state.losses[-1], plots.ema(self.state.losses)[-1], rate)
+                    window = (time.monotonic(), self.state.step)
                 if self.state.step % config.save_every == 0 and self.state.step < config.steps:
                     self.checkpoint(validator)
-                    window = time.monotonic()  # the it/s figure is for training steps only
+                    window = (time.monotonic(), self.state.step)
         except KeyboardInterrupt:
             log.warning("interrupted: saved %s; continue with --resume", self.save_state())
             raise

@@ -60,12 +60,12 @@ def list_photos(folder: Path) -> list[Path]:
 
 
 def with_models(workflow: Workflow, prompt: dict, checkpoint: str, lora: str) -> dict:
-    """``prompt`` with every checkpoint input set to the base model and every LoRA input to the LoRA under test."""
-    for target, folder in workflow.model_inputs.items():
-        if folder == "checkpoints":
-            prompt[target.node]["inputs"][target.input] = checkpoint
-        elif folder == "loras":
-            prompt[target.node]["inputs"][target.input] = lora
+    """``prompt`` with every checkpoint input set to the base model and every LoRA input to the LoRA under test
+    (the params file's ``models`` list says which inputs load which folder; see docs/ARCHITECTURE.md)."""
+    swap = {"checkpoints": checkpoint, "loras": lora}
+    for model in workflow.spec.get("models", []):
+        if model["folder"] in swap:
+            prompt[str(model["node"])]["inputs"][model["input"]] = swap[model["folder"]]
     return prompt
 
 
@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], help="workflow param key=value (e.g. size=768)")
     parser.add_argument("--seed", type=int, default=None, help="default: the run's validation seed")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--model-paths-config", type=Path, default=None,
+                        help="extra_model_paths.yaml for the workflow's other models (default: the run's, else models/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                    args.strengths, config["validation_params"] | parse_params(args.param),
                    config["validation_seed"] if args.seed is None else args.seed,
                    [Path(p) for p in config["plugins"]],
-                   Path(config["model_paths_config"]) if config.get("model_paths_config") else None) as validator:
+                   args.model_paths_config or (Path(config["model_paths_config"]) if config.get("model_paths_config")
+                                               else None)) as validator:
         for lora in loras:
             print(validator.contact_sheet(lora, Path(lora).stem))
     return 0

@@ -11,7 +11,7 @@ import json
 import re
 
 from custom_nodes.ethmumbai.core.errors import CODES as PACK_CODES
-from worker.workflow import Target, missing_model_message
+from workflows.validation import missing_models
 
 COMFY_VALIDATION = "COMFY_VALIDATION"  # ComfyUI refused the prompt (node_errors), other than a missing model
 COMFY_EXECUTION = "COMFY_EXECUTION"  # a node raised something that is not one of the pack's coded errors
@@ -61,17 +61,12 @@ def from_exception_message(exception_message: str, node_type: str | None = None)
     return WorkerError(COMFY_EXECUTION, f"ComfyUI failed{where}: {text or 'unknown error'}")
 
 
-def rejection_error(error: dict, node_errors: dict, model_inputs: dict) -> WorkerError:
-    """ComfyUI refused the prompt. A model input's ``value_not_in_list`` is MODEL_MISSING; the rest COMFY_VALIDATION.
-
-    ``model_inputs`` maps ``Target(node, input)`` of each model loader input to its models folder.
-    """
-    problems = []
-    for node_id, entry in node_errors.items():
-        for item in entry.get("errors", []):
-            extra = item.get("extra_info") or {}
-            folder = model_inputs.get(Target(str(node_id), extra.get("input_name")))
-            if item.get("type") == "value_not_in_list" and folder is not None:
-                return WorkerError(MODEL_MISSING, missing_model_message(str(extra.get("received_value")), folder))
-            problems.append(f"node {node_id} ({entry.get('class_type')}): {item.get('message')}: {item.get('details')}")
+def rejection_error(error: dict, node_errors: dict, params_spec: dict) -> WorkerError:
+    """ComfyUI refused the prompt. A model file not on disk is MODEL_MISSING (named, with its fetch command); the
+    rest COMFY_VALIDATION. ``params_spec`` is the workflow's params file (its ``models`` list)."""
+    missing = missing_models(node_errors, params_spec)
+    if missing:
+        return WorkerError(MODEL_MISSING, "; ".join(m.message for m in missing))
+    problems = [f"node {node_id} ({entry.get('class_type')}): {item.get('message')}: {item.get('details')}"
+                for node_id, entry in node_errors.items() for item in entry.get("errors", [])]
     return WorkerError(COMFY_VALIDATION, "; ".join(problems) or (error or {}).get("message", "invalid prompt"))

@@ -24,6 +24,7 @@ from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
 from worker.comfy_client import PromptRejected  # noqa: E402
+from worker.comfy_process import ComfyBootError  # noqa: E402
 from worker.errors import (  # noqa: E402
     COMFY_CRASHED,
     COMFY_EXECUTION,
@@ -41,6 +42,7 @@ from worker.workflow import FACE_CROP_CLASS, Workflow, latest, load_workflows  #
 
 log = logging.getLogger("worker")
 PROGRESS_INTERVAL_S = 0.25  # sampling steps are forwarded at most this often
+STAGES = ("queued", "preprocess", "sampling", "encode", "upload")  # progress stages, in order
 
 
 def _env_float(name: str, default: float) -> float:
@@ -73,10 +75,10 @@ class Progress:
 
     def __call__(self, event: dict) -> None:
         stage = event.get("stage")
-        if stage is None:
+        if stage not in STAGES:
             return
-        if stage != self._stage:
-            self._stage = stage
+        if self._stage is None or STAGES.index(stage) > STAGES.index(self._stage):
+            self._stage = stage  # forward only: a preprocess node may run after the sampler (e.g. the mask)
             self._send({"stage": stage})
         if stage == "sampling" and event.get("step") is not None:
             now = time.monotonic()
@@ -175,13 +177,16 @@ class Worker:
         return self._fit(result)
 
     def _execute(self, workflow: Workflow, prompt: dict, deadline: float, on_progress=lambda _: None):
-        generation = self.supervisor.ready()
+        try:
+            generation = self.supervisor.ready()
+        except ComfyBootError as err:
+            raise WorkerError(COMFY_CRASHED, f"ComfyUI could not be (re)started: {err}") from None
         run = PromptRun(self.supervisor.client, prompt, workflow.output_node, workflow.sampler_nodes,
                         alive=lambda: self.supervisor.alive(generation), on_progress=on_progress)
         try:
             return run.execute(deadline)
         except PromptRejected as rejected:
-            raise rejection_error(rejected.error, rejected.node_errors, workflow.model_inputs) from None
+            raise rejection_error(rejected.error, rejected.node_errors, workflow.spec) from None
         except WorkerError as err:
             if err.code == COMFY_CRASHED:
                 self.supervisor.recover_in_background(generation)
@@ -276,6 +281,9 @@ def main() -> None:
     try:
         _worker.boot()
         runpod.serverless.start({"handler": handler})
+    except ComfyBootError as err:
+        log.error("boot failed: %s", err)
+        raise SystemExit(1) from None
     finally:
         _worker.supervisor.stop()
 

@@ -21,21 +21,38 @@ POLL_S = 1.0  # how often a quiet wait re-checks that ComfyUI is alive
 REAP_GRACE_S = 300.0  # how long an abandoned prompt is watched so its history can be deleted
 
 
+def node_stages(prompt: dict, sampler_nodes: frozenset[str]) -> dict[str, str]:
+    """Node id → timing stage: samplers are ``sampling``, nodes fed (directly or not) by a sampler ``encode``
+    (decode, composite, image encode), all others ``preprocess``: by the graph, not by ComfyUI's execution order."""
+    consumers: dict[str, set[str]] = {}
+    for node_id, node in prompt.items():
+        for value in node.get("inputs", {}).values():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt:
+                consumers.setdefault(str(value[0]), set()).add(node_id)
+    downstream: set[str] = set()
+    frontier = [c for s in sampler_nodes for c in consumers.get(s, ())]
+    while frontier:
+        node_id = frontier.pop()
+        if node_id not in downstream:
+            downstream.add(node_id)
+            frontier.extend(consumers.get(node_id, ()))
+    return {node_id: "sampling" if node_id in sampler_nodes else "encode" if node_id in downstream else "preprocess"
+            for node_id in prompt}
+
+
 @dataclass
 class Timeline:
-    """Seconds per stage, from the websocket events: queue → preprocess → sampling → encode.
+    """Seconds per stage (see ``node_stages``) from the websocket events; ``queue`` is until execution starts.
 
-    A node is ``sampling`` if it is a sampler; other nodes are ``preprocess`` until a sampler has run
-    and ``encode`` after (decode, composite, PNG encode). Cached nodes send no event and cost nothing.
+    Each node's time runs from its ``executing`` event to the next one; cached nodes send none and cost nothing.
     """
 
-    sampler_nodes: frozenset[str]
+    stages: dict[str, str]
     queued_at: float
     started_at: float | None = None
     spans: dict[str, float] = field(default_factory=lambda: {"preprocess": 0.0, "sampling": 0.0, "encode": 0.0})
     _stage: str | None = None
     _since: float = 0.0
-    _sampled: bool = False
 
     @property
     def stage(self) -> str | None:
@@ -43,20 +60,14 @@ class Timeline:
 
     def start(self, now: float) -> None:
         self.started_at = now
-        self._stage, self._since = "preprocess", now
 
     def enter(self, node_id: str, now: float) -> str:
         """A node started executing; returns its stage."""
         if self.started_at is None:
             self.start(now)
         self._close(now)
-        if node_id in self.sampler_nodes:
-            self._sampled = True
-            stage = "sampling"
-        else:
-            stage = "encode" if self._sampled else "preprocess"
-        self._stage, self._since = stage, now
-        return stage
+        self._stage, self._since = self.stages.get(node_id, "preprocess"), now
+        return self._stage
 
     def finish(self, now: float) -> None:
         self._close(now)
@@ -96,7 +107,7 @@ class PromptRun:
         """Queue and follow the prompt until it ends; raises WorkerError, or PromptRejected at validation."""
         try:
             self.stream.connect()  # before queueing, so no event is missed
-            timeline = Timeline(self.sampler_nodes, time.monotonic())
+            timeline = Timeline(node_stages(self.prompt, self.sampler_nodes), time.monotonic())
             try:
                 self.client.queue_prompt(self.prompt, self.prompt_id, self.client_id)
             except PromptRejected as rejected:

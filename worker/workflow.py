@@ -52,14 +52,9 @@ class Workflow:
         entries = spec.get("targets") or [{"node": spec["node"], "input": spec["input"]}]
         return [Target(str(e["node"]), e["input"]) for e in entries]
 
-    @cached_property
-    def model_inputs(self) -> dict[Target, str]:
-        """(node, input) of every model file the graph loads → its models folder (``checkpoints``, ...)."""
-        return {Target(str(m["node"]), m["input"]): m["folder"] for m in self.spec.get("models", [])}
-
     def model_files(self) -> dict[str, str]:
-        """Model file name → folder, as the graph loads them."""
-        return {self.graph[t.node]["inputs"][t.input]: folder for t, folder in self.model_inputs.items()}
+        """Model file name → its ComfyUI models folder, for every model the graph loads."""
+        return {self.graph[str(m["node"])]["inputs"][m["input"]]: m["folder"] for m in self.spec.get("models", [])}
 
     def defaults(self) -> dict:
         return {name: spec["default"] for name, spec in self.params.items() if "default" in spec}
@@ -113,7 +108,3 @@ def load_workflows(folder: Path | None = None) -> dict[str, Workflow]:
 def latest(workflows: dict[str, Workflow]) -> Workflow:
     return list(workflows.values())[-1]
 
-
-def missing_model_message(filename: str, folder: str) -> str:
-    return (f"model file {filename!r} is missing from the {folder} folder: "
-            f"run python scripts/fetch_models.py")

@@ -15,6 +15,7 @@ node reordering or inserting widget inputs looks like.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -29,7 +30,8 @@ SNAPSHOT = paths.WORKFLOWS_DIR / f"object_info_{COMFYUI_VERSION}.json"
 PACK_CATEGORY = "ETHMumbai"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}  # the frontend gives these a control_after_generate widget even unflagged
-FRONTEND_ONLY = {"Note", "MarkdownNote"}
+# Frontend-side nodes ComfyUI never runs: notes are dropped, Reroutes followed, PrimitiveNode values inlined.
+VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_NEVER, MODE_BYPASS = 2, 4
 
 
@@ -118,7 +120,7 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     api = {}
     for node_id in sorted(graph.nodes):
         node = graph.nodes[node_id]
-        if node["type"] in FRONTEND_ONLY | {"Reroute", "PrimitiveNode"} or node.get("mode") in (MODE_NEVER, MODE_BYPASS):
+        if node["type"] in VIRTUAL or node.get("mode") in (MODE_NEVER, MODE_BYPASS):
             continue
         info = object_info.get(node["type"])
         if info is None:
@@ -153,7 +155,7 @@ def _versions(root: Path) -> list[Path]:
 
 def used_class_types(root: Path) -> set[str]:
     return {node["type"] for ui_path in _versions(root) for node in json.loads(ui_path.read_text())["nodes"]
-            if node["type"] not in FRONTEND_ONLY | {"Reroute", "PrimitiveNode"}}
+            if node["type"] not in VIRTUAL}
 
 
 def model_inputs(root: Path) -> set[tuple[str, str]]:
@@ -173,7 +175,7 @@ def trim_object_info(object_info: dict, root: Path = paths.WORKFLOWS_DIR) -> dic
     missing = keep - object_info.keys()
     if missing:
         raise ConvertError(f"node types missing from /object_info: {sorted(missing)}")
-    snapshot = json.loads(json.dumps({name: object_info[name] for name in sorted(keep)}))
+    snapshot = copy.deepcopy({name: object_info[name] for name in sorted(keep)})
     for class_type, input_name in model_inputs(root):
         for section in snapshot[class_type]["input"].values():
             spec = section.get(input_name)

@@ -158,6 +158,18 @@ def git_commit() -> str | None:
         return None
 
 
+def filesystem_of(path: Path) -> str | None:
+    """The filesystem type holding ``path`` (tmpfs models never leave memory: a dropped page cache does not matter)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best = max((m for m in mounts if target == m[0] or target.startswith(m[0].rstrip("/") + "/")),
+               key=lambda m: len(m[0]), default=None)
+    return best[1] if best else None
+
+
 def drop_page_cache() -> bool:
     """So the worker's cold start reads the models from disk, as a new container would (device machine only)."""
     try:
@@ -514,6 +526,7 @@ def main(argv: list[str] | None = None) -> None:
     }}
     results["models"] = models.generate(args.raw, args.arch, paths.comfyui_dir())
     results["models"]["files"] = models.link_models(workflow.model_files(), args.raw, args.arch, args.models)
+    results["models"]["filesystem"] = filesystem_of(args.raw)
     model_paths = models.write_model_paths(args.models, set(workflow.model_files().values()),
                                            work / "extra_model_paths.yaml")
     plugins = [paths.PACK_DIR] + ([TINY_PLUGIN] if args.tiny else [])

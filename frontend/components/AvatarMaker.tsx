@@ -65,6 +65,8 @@ async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobVie
 export default function AvatarMaker() {
   const [state, setState] = useState<UiState>({ kind: "idle" });
   const [dragging, setDragging] = useState(false);
+  // The server-rendered buttons do nothing until React has hydrated them: keep them disabled until then.
+  const [hydrated, setHydrated] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
   const cameraInput = useRef<HTMLInputElement>(null);
   const chooseButton = useRef<HTMLButtonElement>(null);
@@ -85,13 +87,13 @@ export default function AvatarMaker() {
     objectUrls.current = [];
   };
 
-  useEffect(
-    () => () => {
+  useEffect(() => {
+    setHydrated(true);
+    return () => {
       abort.current?.abort();
       releaseUrls();
-    },
-    [],
-  );
+    };
+  }, []);
 
   // Move focus to what changed, so keyboard and screen-reader users land on the result, the error, or (after
   // "Make another") the photo chooser again.
@@ -185,6 +187,7 @@ export default function AvatarMaker() {
               ref={chooseButton}
               type="button"
               className="button button--primary"
+              disabled={!hydrated}
               onClick={() => fileInput.current?.click()}
             >
               Choose a photo
@@ -192,6 +195,7 @@ export default function AvatarMaker() {
             <button
               type="button"
               className="button button--secondary touch-only"
+              disabled={!hydrated}
               onClick={() => cameraInput.current?.click()}
             >
               Take a selfie

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -39,10 +40,11 @@ def frontend_build() -> Path:
 
 @contextmanager
 def next_server(endpoint_url: str, log_path: Path, port: int | None = None, api_key: str = FAKE_API_KEY,
-                boot_timeout: float = 60.0) -> Iterator[str]:
+                job_params: dict | None = None, boot_timeout: float = 60.0) -> Iterator[str]:
     """`next start` on loopback with the RunPod env set; yields its base URL, stops it afterwards."""
     port = port or free_port()
-    env = {**os.environ, **NEXT_ENV, "RUNPOD_ENDPOINT_URL": endpoint_url, "RUNPOD_API_KEY": api_key}
+    env = {**os.environ, **NEXT_ENV, "RUNPOD_ENDPOINT_URL": endpoint_url, "RUNPOD_API_KEY": api_key,
+           "AVATAR_JOB_PARAMS": json.dumps(job_params or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         proc = subprocess.Popen([str(FRONTEND_DIR / "node_modules" / ".bin" / "next"), "start",

@@ -76,7 +76,7 @@ def runpod():
 @pytest.fixture(scope="module")
 def cloud_app(frontend_build, runpod, tmp_path_factory):
     log = tmp_path_factory.mktemp("next-cloud") / "next.log"
-    with next_server(runpod.endpoint_url, log) as url:
+    with next_server(runpod.endpoint_url, log, job_params={"background": "ethmumbai_sunset.png"}) as url:
         yield url, log
 
 
@@ -86,14 +86,14 @@ def _png_base64() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_submit_sends_the_input_with_the_key(cloud_app, runpod):
+def test_submit_sends_the_input_and_site_params_with_the_key(cloud_app, runpod):
     app, _ = cloud_app
     image = _png_base64()
     response = requests.post(f"{app}/api/jobs", json={"image": image}, timeout=30)
     assert response.status_code == 202 and response.json() == {"id": "job-1"}
     method, path, auth, body = runpod.seen[-1]
     assert (method, path, auth) == ("POST", "/v2/ep/run", f"Bearer {FAKE_API_KEY}")
-    assert json.loads(body) == {"input": {"image": image}}
+    assert json.loads(body) == {"input": {"image": image, "background": "ethmumbai_sunset.png"}}  # + site params
     assert FAKE_API_KEY not in response.text
 
 

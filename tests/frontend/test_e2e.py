@@ -9,9 +9,10 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from skimage import data as skdata
 
 from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, next_server
@@ -24,6 +25,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 JOB_TIMEOUT_MS = 300_000
+# The smallest size the params file allows (2 shared CPU cores); enough steps that sampling spans several polls.
+FAST_JOB = {"size": 256, "steps": 12}
 # What the page says for each worker stage (frontend/lib/messages.ts); seeing one proves progress came through.
 WORKER_STAGE_LABELS = ("Warming up the avatar engine", "Finding your face", "Drawing your avatar",
                        "Adding the ETHMumbai backdrop", "Saving your avatar")
@@ -62,7 +65,7 @@ def avatar_app(frontend_build, worker_env, tmp_path_factory) -> str:
     progress_url = f"http://127.0.0.1:{next_port}/api/local-progress/$ID?v=1"
     worker = start_worker(stack / "worker", {**worker_env, "RUNPOD_WEBHOOK_POST_OUTPUT": progress_url})
     try:
-        with next_server(worker.url, stack / "next.log", port=next_port) as url:
+        with next_server(worker.url, stack / "next.log", port=next_port, job_params=FAST_JOB) as url:
             yield url
     finally:
         worker.stop()
@@ -91,6 +94,8 @@ def _open(browser: Browser, app: str, **context) -> tuple[Page, list]:
     responses = []
     page.on("response", lambda response: responses.append(response))
     page.goto(app)
+    # The chooser is disabled until React has hydrated the page: before that, nothing would react to input.
+    expect(page.get_by_role("button", name="Choose a photo")).to_be_enabled()
     return page, responses
 
 
@@ -118,8 +123,8 @@ def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp
         page.keyboard.press("Enter")
     chooser.value.set_files(_jpeg(skdata.astronaut(), tmp_path / "astronaut.jpg"))
 
-    labels = "|".join(WORKER_STAGE_LABELS)
-    page.get_by_test_id("progress-label").filter(has_text=re.compile(labels)).wait_for(timeout=JOB_TIMEOUT_MS)
+    step = page.get_by_test_id("progress-detail").filter(has_text=re.compile(r"Step \d+ of \d+"))
+    step.wait_for(timeout=JOB_TIMEOUT_MS)
     page.screenshot(path=artifacts / "2_progress_desktop.png", full_page=True)
 
     result = page.get_by_test_id("avatar-result")
@@ -152,6 +157,7 @@ def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artif
     """Mobile layout, photo dropped on the drop zone: a cat, so the worker answers NO_FACE_DETECTED."""
     page, responses = _open(browser, avatar_app, viewport={"width": 390, "height": 844}, is_mobile=True,
                             has_touch=True, device_scale_factor=2)
+    page.screenshot(path=artifacts / "1_start_mobile.png", full_page=True)
     cat = base64.b64encode(_jpeg(skdata.chelsea(), tmp_path / "chelsea.jpg").read_bytes()).decode()
     page.evaluate(DROP_FILE, [cat, "chelsea.jpg", ".dropzone"])
 
@@ -179,3 +185,29 @@ def test_wrong_file_type_is_caught_in_the_browser(avatar_app, browser, artifacts
     assert not [r for r in responses if "/api/jobs" in r.url]  # nothing was uploaded
     page.screenshot(path=artifacts / "5_wrong_type_desktop.png", full_page=True)
 
+
+
+def test_photo_is_turned_upright_and_downscaled_before_upload(offline_app, browser, tmp_path):
+    """A 3000x1500 camera JPEG tagged "rotate 90° clockwise" (EXIF orientation 6), with a GPS tag: the page
+    uploads it upright at 1024x2048, without any EXIF."""
+    pixels = np.zeros((1500, 3000, 3), np.uint8)
+    pixels[:, :1500] = (255, 0, 0)  # left half red: after the rotation, the top half
+    pixels[:, 1500:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    exif[0x8825] = {1: "N", 2: (19.0, 4.0, 0.0)}  # GPSInfo: Mumbai-ish
+    photo = tmp_path / "camera.jpg"
+    Image.fromarray(pixels).save(photo, "JPEG", quality=90, exif=exif.tobytes())
+
+    page, _ = _open(browser, offline_app, viewport={"width": 1280, "height": 900})
+    page.route("**/api/jobs", lambda route: route.abort())  # only the request body matters here
+    with page.expect_request("**/api/jobs") as request:
+        page.get_by_test_id("photo-input").set_input_files(photo)
+    sent = Image.open(io.BytesIO(base64.b64decode(request.value.post_data_json["image"])))
+    assert sent.format == "JPEG" and sent.size == (1024, 2048)
+    assert not sent.getexif()
+    top, bottom = np.asarray(sent.convert("RGB"))[[256, 1792], 512].astype(int)
+    assert top[0] > 200 and top[2] < 60, top  # red on top
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+    page.get_by_test_id("error-message").wait_for()  # the aborted upload is a friendly network error
+    assert page.get_by_test_id("error-message").get_attribute("data-code") == "NETWORK"

@@ -13,7 +13,7 @@ strength change alters the output, never what the image shows):
 
   ``names`` picks the file names (ComfyUI folder -> file name). Under the workflow's own production names the
   workflow runs unchanged; under the default tiny names (``TINY_NAMES``), put ``tiny["files"][folder]`` into each
-  model input the params file lists (``Workflow.model_inputs``), as ``tests/workflow/test_e2e.py`` does.
+  model input of the params file's ``models`` list, as ``tests/workflow/test_e2e.py`` does.
 - ``write_tiny_models(models_dir, seed)`` writes the files alone; the same seed gives the same bytes.
 
 The model class lives in the test plugin ``tests/plugins/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);
@@ -57,7 +57,8 @@ def write_tiny_models(models_dir: Path, seed: int = 0, names: dict[str, str] | N
     if build.returncode != 0:
         raise RuntimeError(f"building the tiny models failed:\n{build.stderr[-4000:]}")
     yaml_path = models_dir / "extra_model_paths.yaml"
-    yaml_path.write_text("tiny_sdxl:\n" + f"    base_path: {models_dir.resolve()}\n"
+    # A JSON string is a YAML string: safe for any path.
+    yaml_path.write_text("tiny_sdxl:\n" + f"    base_path: {json.dumps(str(models_dir.resolve()))}\n"
                          + "".join(f"    {folder}: {folder}/\n" for folder in sorted(names)))
     return {"models_dir": models_dir, "model_paths_config": yaml_path, "files": names}
 
@@ -169,8 +170,8 @@ def _build(models_dir: Path, seed: int, names: dict[str, str]) -> None:
     # ldm layout, "control_model." prefix, which ComfyUI's ControlNetLoader detects through the tiny model class.
     _save({f"control_model.{k}": v for k, v in controlnet.state_dict().items()},
           models_dir / "controlnet" / names["controlnet"])
-    _save(_lora(unet, text_encoder, generator), models_dir / "loras" / names["loras"],
-          {"ss_network_dim": str(LORA_RANK), "ss_network_alpha": str(LORA_RANK), "ss_base_model_version": "sdxl_base_v1-0"})
+    # No kohya metadata: safetensors writes several metadata keys in random order, and the bytes must not vary.
+    _save(_lora(unet, text_encoder, generator), models_dir / "loras" / names["loras"])
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from scripts import fetch_models
-from tests.manifest.conftest import entry, write_manifest
+from tests.manifest.manifests import entry, write_manifest
 
 REPO = fetch_models.REPO
 

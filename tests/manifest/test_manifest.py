@@ -17,7 +17,7 @@ MANIFEST = fetch_models.load_manifest()
 
 def test_the_real_manifest_passes_the_schema_and_pins_every_required_model():
     required = [m for m in MANIFEST.models if m.required]
-    assert {m.folder for m in required} >= {"checkpoints", "vae", "controlnet"}
+    assert {m.folder for m in required} >= {"checkpoints", "controlnet"}
     for model in required:
         assert model.pinned and model.source.hf and model.source.hf.revision
 

@@ -10,7 +10,6 @@ from tests.nodes.images import astronaut, b64, encode
 from worker.comfy_client import ComfyClient, PromptRejected
 from worker.errors import WorkerError, from_exception_message, rejection_error
 from worker.runner import PromptRun
-from worker.workflow import Target
 
 PHOTO = b64(encode(astronaut()))
 
@@ -83,7 +82,8 @@ def test_comfyui_node_errors_map_to_codes(comfy_server):
                      "inputs": {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "filename_prefix": "x"}}}
     with pytest.raises(PromptRejected) as rejected:
         client.queue_prompt(missing, "p-missing", "c")
-    error = rejection_error(rejected.value.error, rejected.value.node_errors, {Target("1", "ckpt_name"): "checkpoints"})
+    models = {"models": [{"node": "1", "input": "ckpt_name", "folder": "checkpoints"}]}
+    error = rejection_error(rejected.value.error, rejected.value.node_errors, models)
     assert error.code == "MODEL_MISSING", error.message
     assert "no_such_model.safetensors" in error.message and "fetch_models.py" in error.message
 

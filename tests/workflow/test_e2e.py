@@ -28,8 +28,8 @@ CHANGED = 2.0
 
 def tiny_prompt(tiny_models: dict, **params) -> dict:
     prompt = WORKFLOW.build(PHOTO, {**FAST, **params})
-    for target, folder in WORKFLOW.model_inputs.items():
-        prompt[target.node]["inputs"][target.input] = tiny_models["files"][folder]
+    for model in WORKFLOW.spec["models"]:
+        prompt[str(model["node"])]["inputs"][model["input"]] = tiny_models["files"][model["folder"]]
     return prompt
 
 
@@ -113,8 +113,8 @@ def test_missing_model_files_are_named(tiny_comfy):
 
 def test_one_missing_lora_is_the_only_one_named(tiny_comfy, tiny_models):
     prompt = tiny_prompt(tiny_models, seed=1)
-    lora = next(t for t, folder in WORKFLOW.model_inputs.items() if folder == "loras")
-    prompt[lora.node]["inputs"][lora.input] = "ethmumbai_style_v1.safetensors"
+    lora = next(m for m in WORKFLOW.spec["models"] if m["folder"] == "loras")
+    prompt[str(lora["node"])]["inputs"][lora["input"]] = "ethmumbai_style_v1.safetensors"
     entry = run_prompt(tiny_comfy.url, prompt)
     assert [(m.node, m.input, m.filename) for m in missing_models(entry["node_errors"], WORKFLOW.spec)] == [
-        (lora.node, lora.input, "ethmumbai_style_v1.safetensors")]
+        (str(lora["node"]), lora["input"], "ethmumbai_style_v1.safetensors")]

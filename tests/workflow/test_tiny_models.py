@@ -18,6 +18,6 @@ def test_same_seed_writes_the_same_bytes_under_any_names(tiny_models, tmp_path):
     names = {"checkpoints": "a.safetensors", "controlnet": "b.safetensors", "loras": "c.safetensors"}
     plugins, config = tiny_comfy_kwargs(tmp_path, names=names)
     assert plugins == [PACK_DIR, TINY_PLUGIN]
-    assert f"base_path: {tmp_path / 'models'}" in config.read_text()
+    assert f'base_path: "{tmp_path / "models"}"' in config.read_text()
     again = {"models_dir": tmp_path / "models", "files": names}
     assert list(digests(again).values()) == list(digests(tiny_models).values())

@@ -8,6 +8,9 @@ export interface EndpointConfig {
   baseUrl: string; // https://api.runpod.ai/v2/<endpoint id>, or the local worker API http://127.0.0.1:<port>
   apiKey: string;
   local: boolean;
+  // Workflow params sent with every job (AVATAR_JOB_PARAMS, e.g. {"size": 1024, "background": "..."}); the
+  // worker validates them against the params file. The page itself sends only the image.
+  jobParams: Record<string, unknown>;
 }
 
 export class ConfigError extends Error {}
@@ -36,7 +39,21 @@ export function endpointConfig(env: NodeJS.ProcessEnv = process.env): EndpointCo
   const local = !RUNPOD_API_PATH.test(url.pathname);
   const apiKey = env.RUNPOD_API_KEY ?? "";
   if (!local && !apiKey) throw new ConfigError("RUNPOD_API_KEY is not set");
-  return { baseUrl: raw.replace(/\/+$/, ""), apiKey, local };
+  return { baseUrl: raw.replace(/\/+$/, ""), apiKey, local, jobParams: parseJobParams(env.AVATAR_JOB_PARAMS) };
+}
+
+function parseJobParams(raw: string | undefined): Record<string, unknown> {
+  if (!raw) return {};
+  let params: unknown;
+  try {
+    params = JSON.parse(raw);
+  } catch {
+    throw new ConfigError("AVATAR_JOB_PARAMS is not JSON");
+  }
+  if (!params || typeof params !== "object" || Array.isArray(params) || "image" in params) {
+    throw new ConfigError("AVATAR_JOB_PARAMS must be a JSON object of workflow params (without image)");
+  }
+  return params as Record<string, unknown>;
 }
 
 function failed(code: string, message: string): JobView {
@@ -179,7 +196,8 @@ export function recordLocalProgress(id: string, body: unknown): boolean {
 // ---- the two operations the routes use ----
 
 export async function submitJob(config: EndpointConfig, input: Record<string, unknown>): Promise<string> {
-  const body = (await callEndpoint(config, "POST", "/run", { input }, REQUEST_TIMEOUT_MS)) as { id?: unknown };
+  const job = { input: { ...config.jobParams, ...input } };
+  const body = (await callEndpoint(config, "POST", "/run", job, REQUEST_TIMEOUT_MS)) as { id?: unknown };
   if (typeof body?.id !== "string") {
     throw new EndpointError({ code: "ENDPOINT_UNAVAILABLE", message: "The avatar service returned no job id" }, 502);
   }
