@@ -16,7 +16,7 @@ HTTP_TIMEOUT = 30.0
 
 
 class ComfyUnavailable(RuntimeError):
-    """ComfyUI did not answer (connection refused/reset): the process is probably gone."""
+    """ComfyUI did not answer (connection refused/reset, or a timeout): the process is gone or hung."""
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ComfyClient:
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
             return self.http.request(method, f"{self.base_url}{path}", timeout=HTTP_TIMEOUT, **kwargs)
-        except requests.ConnectionError as err:
+        except requests.RequestException as err:  # refused, reset or timed out: gone or hung
             raise ComfyUnavailable(f"ComfyUI at {self.base_url} is not answering: {type(err).__name__}") from None
 
     def queue_prompt(self, prompt: dict, prompt_id: str, client_id: str) -> None:

@@ -238,7 +238,7 @@ class Bare:
         run = PromptRun(self.client, prompt, output_node, sampler_nodes, alive=self.process.alive,
                         on_progress=on_progress)
         started = time.monotonic()
-        outcome = run.execute(started + JOB_DEADLINE_S)
+        outcome = run.execute(started + min(JOB_DEADLINE_S, max(30.0, self.env.clock.left())))
         wall = time.monotonic() - started
         image = outcome.output["ethmumbai_images"][0]["base64"]
         return {"wall_s": round(wall, 3), "timings": outcome.timings, "it_per_s": measure.rate(steps),
@@ -347,9 +347,17 @@ def anchor_phase(env: Env) -> dict:
            "--models", str(env.args.raw), "--arch", env.args.arch, "--width", str(size), "--height", str(size),
            "--steps", str(steps), "--runs", str(env.args.anchor_runs), "--port", str(ComfyProcess(env.work).port),
            "--workdir", str(workdir), "--json-out", str(json_out)]
+    mono0 = time.monotonic()
     with open(env.out / "anchor.log", "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=max(60.0, env.clock.left() - 30))
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        env.poller.track(proc.pid)
+        try:
+            proc.wait(timeout=max(60.0, env.clock.left() - 30))
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the kit stops its ComfyUI on SIGTERM
+            proc.wait(30)
     result = json.loads(json_out.read_text()) if json_out.is_file() else {"error": f"exit code {proc.returncode}"}
+    result["peak_memory"] = env.poller.peak(mono0)
     result["graph"] = "gpu_anchor kit: CheckpointLoaderSimple, LoraLoader, CLIPTextEncode x2, LoadImage, Canny, " \
                       "ControlNetApplyAdvanced, EmptyLatentImage, KSampler dpmpp_2m karras cfg 5, VAEDecode, SaveImage"
     return result

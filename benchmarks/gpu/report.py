@@ -28,7 +28,7 @@ def main_table(main: dict, memory_unit: str) -> list[str]:
         ("sampler it/s (progress events)", None, bare.get("it_per_s"), anchor.get("it_per_s")),
         ("sampler it/s (steps / sampling span)", worker.get("it_per_s_from_sampling_span"),
          bare.get("it_per_s_from_sampling_span"), None),
-        (f"peak memory, {memory_unit}", worker.get("peak_memory"), bare.get("peak_memory"), None),
+        (f"peak memory, {memory_unit}", worker.get("peak_memory"), bare.get("peak_memory"), anchor.get("peak_memory")),
     ]
     lines = ["| measure | worker (production graph) | bare ComfyUI (same prompts) | stock graph (gpu_anchor kit) |",
              "| --- | --- | --- | --- |"]

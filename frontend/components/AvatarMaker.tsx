@@ -15,7 +15,7 @@ type UiState =
   | { kind: "idle" }
   | { kind: "working"; phase: Phase; progress?: Progress; before?: string }
   | { kind: "done"; before: string; after: string; width: number; height: number }
-  | { kind: "error"; error: JobError; before?: string };
+  | { kind: "error"; error: JobError };
 
 class JobFailed extends Error {
   constructor(readonly error: JobError) {
@@ -26,10 +26,14 @@ class JobFailed extends Error {
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    });
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 
 async function readApi<T>(response: Response): Promise<T> {
@@ -40,21 +44,28 @@ async function readApi<T>(response: Response): Promise<T> {
   return body as T;
 }
 
-/** Poll until the job ends; report queued/running views as they come. */
-async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobView) => void): Promise<JobView> {
+/** Poll until the job ends; report queued/running views as they come. Network errors and 5xx are retried. */
+type FinalView = Extract<JobView, { state: "completed" | "failed" }>;
+
+async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobView) => void): Promise<FinalView> {
   const deadline = Date.now() + JOB_DEADLINE_MS;
   let failures = 0;
   while (Date.now() < deadline) {
-    let view: JobView;
-    try {
-      view = await readApi<JobView>(await fetch(`/api/jobs/${encodeURIComponent(id)}`, { signal, cache: "no-store" }));
+    const response = await fetch(`/api/jobs/${encodeURIComponent(id)}`, { signal, cache: "no-store" }).catch((err) => {
+      if (signal.aborted) throw err;
+      return null;
+    });
+    if (!response || response.status >= 500) {
+      if (++failures < MAX_POLL_FAILURES) {
+        await sleep(POLL_MS * 2 ** failures, signal);
+        continue;
+      }
+      if (!response) throw new JobFailed({ code: "NETWORK", message: "" });
+      // else: readApi turns the last 5xx into its coded error
+    } else {
       failures = 0;
-    } catch (err) {
-      if (signal.aborted || err instanceof JobFailed) throw err;
-      if (++failures >= MAX_POLL_FAILURES) throw new JobFailed({ code: "NETWORK", message: "" });
-      await sleep(POLL_MS * 2 ** failures, signal);
-      continue;
     }
+    const view = await readApi<JobView>(response);
     if (view.state === "completed" || view.state === "failed") return view;
     onView(view);
     await sleep(POLL_MS, signal);
@@ -112,11 +123,10 @@ export default function AvatarMaker() {
     const controller = new AbortController();
     abort.current = controller;
     const { signal } = controller;
-    let before: string | undefined;
     try {
       setState({ kind: "working", phase: "preparing" });
       const prepared = await prepareImage(file);
-      before = makeUrl(prepared.blob);
+      const before = makeUrl(prepared.blob);
       setState({ kind: "working", phase: "uploading", before });
       const { id } = await readApi<{ id: string }>(
         await fetch("/api/jobs", {
@@ -136,7 +146,6 @@ export default function AvatarMaker() {
         }),
       );
       if (view.state === "failed") throw new JobFailed(view.error);
-      if (view.state !== "completed") throw new JobFailed({ code: "UNKNOWN", message: "" });
       const png = await avatarPngBlob(view.result.image, view.result.format);
       setState({ kind: "done", before, after: makeUrl(png), width: view.result.width, height: view.result.height });
     } catch (err) {
@@ -147,7 +156,7 @@ export default function AvatarMaker() {
           : err instanceof PrepareError
             ? { code: err.code, message: "" }
             : { code: "NETWORK", message: "" };
-      setState({ kind: "error", error, before });
+      setState({ kind: "error", error });
     }
   }, []);
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def _jpeg(pixels, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def avatar_app(frontend_build, worker_env, tmp_path_factory) -> str:
+def avatar_app(frontend_build, worker_env, tmp_path_factory) -> Iterator[str]:
     """`next start` pointed at the worker's local API; the worker's SDK posts progress to the app's collector."""
     stack = tmp_path_factory.mktemp("stack")
     next_port = free_port()
@@ -72,7 +73,7 @@ def avatar_app(frontend_build, worker_env, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Browser:
+def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
     with sync_playwright() as playwright:
@@ -115,11 +116,12 @@ def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp
     page, responses = _open(browser, avatar_app, viewport={"width": 1280, "height": 900})
     page.screenshot(path=artifacts / "1_start_desktop.png", full_page=True)
 
-    # Keyboard only: skip link, then the chooser button; Enter opens the file picker.
-    page.keyboard.press("Tab")
-    page.keyboard.press("Tab")
-    assert _focused_text(page) == "Choose a photo"
+    # Keyboard only: skip link, then the chooser button; Enter opens the file picker. (Waiting for the picker starts
+    # before the first key: Playwright switches its interception on without waiting for the browser.)
     with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        assert _focused_text(page) == "Choose a photo"
         page.keyboard.press("Enter")
     chooser.value.set_files(_jpeg(skdata.astronaut(), tmp_path / "astronaut.jpg"))
 
@@ -154,10 +156,15 @@ def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp
 
 
 def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artifacts, tmp_path):
-    """Mobile layout, photo dropped on the drop zone: a cat, so the worker answers NO_FACE_DETECTED."""
+    """Phone layout (camera button), photo dropped on the drop zone: a cat, so the worker answers NO_FACE_DETECTED."""
     page, responses = _open(browser, avatar_app, viewport={"width": 390, "height": 844}, is_mobile=True,
                             has_touch=True, device_scale_factor=2)
-    page.screenshot(path=artifacts / "1_start_mobile.png", full_page=True)
+    # Viewport-only shots on mobile: a full-page capture drops the touch emulation (and the camera button).
+    page.screenshot(path=artifacts / "1_start_mobile.png")
+    with page.expect_file_chooser() as camera:
+        page.get_by_role("button", name="Take a selfie").click()
+    assert camera.value.element.get_attribute("capture") == "user"  # phones open the front camera
+
     cat = base64.b64encode(_jpeg(skdata.chelsea(), tmp_path / "chelsea.jpg").read_bytes()).decode()
     page.evaluate(DROP_FILE, [cat, "chelsea.jpg", ".dropzone"])
 
@@ -166,7 +173,7 @@ def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artif
     assert message.get_attribute("data-code") == "NO_FACE_DETECTED"
     assert message.inner_text() == "We couldn't find a face — try a clearer, front-facing photo."
     assert _focused_text(page) == "That didn't work"  # focus moved to the alert
-    page.screenshot(path=artifacts / "4_no_face_mobile.png", full_page=True)
+    page.screenshot(path=artifacts / "4_no_face_mobile.png")
 
     page.get_by_role("button", name="Try another photo").click()
     page.get_by_role("button", name="Choose a photo").wait_for()

@@ -44,7 +44,11 @@ def worker_env(worker_models) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def worker_server(tmp_path_factory, worker_env):
-    """One worker for the session: warm-up on, progress collected; tests that break it must leave it working."""
-    server = start_worker(tmp_path_factory.mktemp("worker"), {**worker_env, "WARMUP": "1"}, collect_progress=True)
+    """One worker for the session: warm-up on, progress collected; tests that break it must leave it working.
+
+    ``RUNPOD_LOG_LEVEL=DEBUG`` is what would make the SDK print job outputs: the privacy test proves it does not.
+    """
+    env = {**worker_env, "WARMUP": "1", "RUNPOD_LOG_LEVEL": "DEBUG"}
+    server = start_worker(tmp_path_factory.mktemp("worker"), env, collect_progress=True)
     yield server
     server.stop()

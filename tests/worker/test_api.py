@@ -120,8 +120,14 @@ def test_three_concurrent_jobs_each_get_their_own_output(worker_server):
     assert worker_server.succeed(jobs[1])["image"] == outputs[1]
 
 
+def test_warm_up_ran_at_boot(worker_server):
+    log = worker_server.log()
+    assert "warm-up finished in" in log and "warm-up failed" not in log
+
+
 def test_nothing_of_the_jobs_is_left_behind(worker_server):
-    """After jobs (good and bad): no /history entries, empty queue, no files, no photo in the logs."""
+    """After jobs (good and bad): no /history entries, empty queue, no files, no image in the logs (which the SDK
+    would print at the DEBUG level this server was started with)."""
     worker_server.succeed(avatar_job(seed=11))
     worker_server.fail({"image": BAD_IMAGES["truncated"][0]})  # fails inside the base64 node, which holds the photo
     assert worker_server.comfy_history() == {}
