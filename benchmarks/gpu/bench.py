@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from benchmarks.gpu import measure, models, report  # noqa: E402
 from benchmarks.gpu.variants import PSNR_MIN_DB, VARIANTS, Variant  # noqa: E402
 from worker import paths  # noqa: E402
 from worker.comfy_client import ComfyClient  # noqa: E402
-from worker.comfy_process import ComfyProcess  # noqa: E402
+from worker.comfy_process import ComfyProcess, free_port  # noqa: E402
 from worker.runner import PromptRun  # noqa: E402
 from worker.schema import JobSchema  # noqa: E402
 from worker.workflow import Workflow, latest, load_workflows  # noqa: E402
@@ -85,7 +86,7 @@ class Jobs:
     def image(self, job: int, rerun: bool = False) -> str:
         """Base64 JPEG; ``rerun`` gives the same pixels in other bytes (a comment), so no cache can answer."""
         buffer = io.BytesIO()
-        self.photo().save(buffer, "JPEG", quality=92 - job % 7, comment=b"rerun" if rerun else b"")
+        self.photo().save(buffer, "JPEG", quality=92 - job % 7, **({"comment": b"rerun"} if rerun else {}))
         return base64.b64encode(buffer.getvalue()).decode("ascii")
 
     def job_input(self, job: int, extra: Callable[[int, dict], dict] | None = None, rerun: bool = False) -> dict:
@@ -284,13 +285,14 @@ def worker_phase(env: Env) -> dict:
                  "JOB_TIMEOUT": str(JOB_DEADLINE_S), "WARMUP": "0", "COMFY_BOOT_TIMEOUT": "300"}
     page_cache_dropped = drop_page_cache() if env.args.drop_page_cache else False
     spawned, mono0 = time.time(), time.monotonic()
+    # Own process group: past the deadline the worker and its ComfyUI are stopped together.
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.gpu.worker_phase", str(spec_path), str(result_path)],
-                            cwd=REPO_ROOT, env=child_env)
+                            cwd=REPO_ROOT, env=child_env, start_new_session=True)
     env.poller.track(proc.pid)
     try:
         proc.wait(timeout=max(60.0, env.clock.left() - 60))
     except subprocess.TimeoutExpired:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
     got = json.loads(result_path.read_text()) if result_path.is_file() else {}
     jobs = got.get("jobs", [])
@@ -305,7 +307,10 @@ def worker_phase(env: Env) -> dict:
     runs = [{"wall_s": round(j["end"] - j["start"], 3), "timings": j["output"].get("timings", {}),
              "image": j.get("image")} for j in jobs]
     warm = runs[1:]
-    to_mono = lambda epoch: mono0 + (epoch - spawned)  # noqa: E731
+
+    def to_mono(epoch: float) -> float:
+        return mono0 + (epoch - spawned)
+
     summary.update({
         "cold_first_s": runs[0]["wall_s"], "cold_timings_s": runs[0]["timings"],
         "start_to_first_result_s": round(jobs[0]["end"] - spawned, 2),
@@ -345,7 +350,7 @@ def anchor_phase(env: Env) -> dict:
     size, steps = env.jobs.params.get("size", 1024), env.jobs.params.get("steps", 20)
     cmd = [sys.executable, str(KIT_DIR / "run_anchor.py"), "--comfy", str(paths.comfyui_dir()),
            "--models", str(env.args.raw), "--arch", env.args.arch, "--width", str(size), "--height", str(size),
-           "--steps", str(steps), "--runs", str(env.args.anchor_runs), "--port", str(ComfyProcess(env.work).port),
+           "--steps", str(steps), "--runs", str(env.args.anchor_runs), "--port", str(free_port()),
            "--workdir", str(workdir), "--json-out", str(json_out)]
     mono0 = time.monotonic()
     with open(env.out / "anchor.log", "w") as log:
@@ -366,6 +371,10 @@ def anchor_phase(env: Env) -> dict:
 def main_phase(env: Env, bare: Bare) -> None:
     main = env.results.setdefault("main", {})
     for name, run in (("worker", lambda: worker_phase(env)), ("bare", lambda: bare_phase(env, bare))):
+        estimate = phase_estimate(main.get("worker") or {})
+        if not env.clock.allows(estimate):
+            main[name] = {"skipped": f"not enough time left (needs ~{estimate:.0f} s, {env.clock.left():.0f} s left)"}
+            continue
         print(f"--- main: {name} ({env.clock.left():.0f} s of budget left)", flush=True)
         try:
             main[name] = run()
@@ -394,6 +403,11 @@ def main_phase(env: Env, bare: Bare) -> None:
     elif env.args.anchor_runs:
         main["anchor"] = {"skipped": f"not enough time left (needs ~{estimate:.0f} s, {env.clock.left():.0f} s left)"}
     env.save()
+
+
+def phase_estimate(measured: dict) -> float:
+    """Seconds a boot, a cold job and the warm jobs took in a measured phase (0 before any: always try)."""
+    return sum(measured.get(k) or 0 for k in ("boot_to_ready_s", "cold_first_s")) + sum(measured.get("runs_s") or [])
 
 
 def ratios(main: dict) -> dict:
@@ -435,12 +449,23 @@ def variant_estimate(variant: Variant, base: dict, boot_s: float, jobs: int) -> 
 
 def variants_phase(env: Env, bare: Bare) -> None:
     out = env.results.setdefault("variants", {"psnr_min_db": PSNR_MIN_DB, "runs_per_variant": env.args.variant_runs})
+    bare_main = env.results.get("main", {}).get("bare") or {}
+    estimate = 1.5 * (env.args.variant_runs + 2) * (bare_main.get("median_s") or 0) + (
+        0 if bare.process.alive() else bare_main.get("boot_to_ready_s") or 0)
+    if not env.clock.allows(estimate):
+        out["skipped"] = f"not enough time left (needs ~{estimate:.0f} s, {env.clock.left():.0f} s left)"
+        return
     print(f"--- variants: baseline ({env.clock.left():.0f} s left)", flush=True)
-    if not bare.process.alive():
-        out["baseline_boot_s"] = bare.start()
-    base = measure_config(env, bare, None)
-    rerun = bare.run(bare.prompt(env.jobs.job_input(1, rerun=True), None, decoded=True), DECODED_NODE)
+    try:
+        if not bare.process.alive():
+            out["baseline_boot_s"] = bare.start()
+        base = measure_config(env, bare, None)
+        rerun = bare.run(bare.prompt(env.jobs.job_input(1, rerun=True), None, decoded=True), DECODED_NODE)
+    except Exception as err:  # no baseline, nothing to compare with
+        out["skipped"] = f"baseline failed: {type(err).__name__}: {str(err)[:500]}"
+        return
     base["repeat_psnr_db"] = measure.psnr(measure.decode_image(base["_image"]), measure.decode_image(rerun["image"]))
+    base["spread"] = measure.spread(base["runs_s"])
     out["baseline"] = {k: v for k, v in base.items() if not k.startswith("_")}
     env.save()
     boot_s = env.results.get("main", {}).get("bare", {}).get("boot_to_ready_s") or out.get("baseline_boot_s") or 30

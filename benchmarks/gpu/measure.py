@@ -96,6 +96,12 @@ def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
+def spread(values: list[float]) -> float | None:
+    """(max - min) / median: how far apart runs of one configuration land; a smaller difference is noise."""
+    values = [v for v in values if v is not None]
+    return round((max(values) - min(values)) / statistics.median(values), 3) if len(values) > 1 else None
+
+
 def rate(steps: list[tuple[float, int]]) -> float | None:
     """Sampler iterations per second from (time, step) progress events, first step excluded (it pays set-up)."""
     if len(steps) < 2 or steps[-1][0] <= steps[0][0]:

@@ -49,9 +49,11 @@ def fmt_cell(value) -> str:
 
 def variants_table(variants: dict) -> list[str]:
     base = variants.get("baseline") or {}
+    noise = max(0.02, base.get("spread") or 0.0)
     lines = [f"Baseline (bare ComfyUI, production graph + decoded-image output): warm median {fmt(base.get('median_s'))} s, "
              f"sampling {fmt((base.get('timings_median_s') or {}).get('sampling'))} s, {fmt(base.get('it_per_s'))} it/s; "
-             f"same job rerun: PSNR {fmt(base.get('repeat_psnr_db'))} dB.", "",
+             f"same job rerun: PSNR {fmt(base.get('repeat_psnr_db'))} dB; spread of its runs ±{fmt(noise * 100)}% "
+             "(a smaller speed-up is noise).", "",
              "| variant | kind | prediction | warm median s (speed-up) | sampling s (speed-up) | it/s | first job s "
              "| PSNR dB | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -62,30 +64,39 @@ def variants_table(variants: dict) -> list[str]:
         sampling = (r.get("timings_median_s") or {}).get("sampling")
         lines.append(f"| {r['name']} | {r['kind']} | {r['prediction']} | {fmt(r.get('median_s'))} "
                      f"(×{fmt(r.get('speedup'))}) | {fmt(sampling)} (×{fmt(r.get('sampler_speedup'))}) | "
-                     f"{fmt(r.get('it_per_s'))} | {fmt(r.get('first_s'))} | {fmt(r.get('psnr_db'))} | {verdict(r)} |")
+                     f"{fmt(r.get('it_per_s'))} | {fmt(r.get('first_s'))} | {fmt(r.get('psnr_db'))} | {verdict(r, noise)} |")
     return lines
 
 
-def verdict(r: dict) -> str:
+def verdict(r: dict, noise: float) -> str:
     if r.get("counterfactual"):
         return "what the baseline saves"
     if r.get("proposal"):
         return "proposal (needs real weights to judge quality)"
     if r.get("numerics") and not r.get("psnr_ok"):
         return "rejected: PSNR below the minimum"
-    return "faster" if (r.get("speedup") or 0) > 1.02 else "no gain"
+    speedup = r.get("speedup") or 0
+    if speedup > 1 + noise:
+        return "faster"
+    return "slower" if speedup < 1 - noise else "within noise"
+
+
+def models_note(models: dict) -> str:
+    if not models.get("generated"):
+        return f"files already in {models.get('raw_dir')}, on {models.get('filesystem')}"
+    return f"generated in {fmt(models.get('generate_s'))} s, {fmt(models.get('gb_on_disk'))} GB on {models.get('filesystem')}"
 
 
 def markdown(results: dict) -> str:
     meta = results.get("meta", {})
+    models = results.get("models", {})
     comfy = meta.get("comfyui") or {}
     lines = [f"# GPU benchmark {'(tiny CPU trial) ' if meta.get('tiny') else ''}{meta.get('date_utc', '')} UTC", "",
              f"- device: {meta.get('gpu') or 'no GPU'}; ComfyUI {comfy.get('version')} on {comfy.get('device')}, "
              f"torch {comfy.get('torch')}, Python {meta.get('python')}, {meta.get('cpu_count')} CPUs",
              f"- workflow {meta.get('workflow')}, params {meta.get('params')}, photo {meta.get('photo_px')} px JPEG, "
              f"commit {meta.get('commit')}, ComfyUI flags {meta.get('comfy_args')}",
-             f"- models: {results.get('models', {}).get('files')}; "
-             f"generated in {fmt(results.get('models', {}).get('generate_s'))} s", ""]
+             f"- models: {models.get('files')} ({models_note(models)})", ""]
     main = results.get("main")
     if main:
         lines += ["## Worker vs stock ComfyUI", ""] + main_table(main, meta.get("memory_unit", "")) + [""]
@@ -95,7 +106,10 @@ def markdown(results: dict) -> str:
                   f"- worker warm / stock graph warm: ×{fmt(ratios.get('worker_warm_over_stock_graph_warm'))}",
                   f"- worker and bare outputs, lowest PSNR over the jobs: "
                   f"{fmt(main.get('worker_vs_bare_min_psnr_db'))} dB", ""]
-    if results.get("variants"):
-        lines += ["## Speed variants (one change each, bare ComfyUI)", ""] + variants_table(results["variants"]) + [""]
+    variants = results.get("variants")
+    if variants:
+        lines += ["## Speed variants (one change each, bare ComfyUI)", ""]
+        lines += [f"skipped: {variants['skipped']}"] if variants.get("skipped") else variants_table(variants)
+        lines.append("")
     lines.append(f"elapsed {fmt(meta.get('elapsed_s'))} s")
     return "\n".join(lines) + "\n"

@@ -63,6 +63,14 @@ def write_tiny_models(models_dir: Path, seed: int = 0, names: dict[str, str] | N
     return {"models_dir": models_dir, "model_paths_config": yaml_path, "files": names}
 
 
+def write_workflow_models(models_dir: Path, seed: int = 0) -> dict:
+    """Tiny models under the file names the latest workflow loads, so it runs unchanged (worker tests, the demo)."""
+    from worker.workflow import latest, load_workflows
+
+    names = {folder: name for name, folder in latest(load_workflows()).model_files().items()}
+    return write_tiny_models(models_dir, seed, names)
+
+
 def tiny_comfy_kwargs(tmp: Path, seed: int = 0, names: dict[str, str] | None = None) -> tuple[list[Path], Path]:
     """Write the tiny models under ``tmp/models``; return ``(plugins, model_paths_config)`` for ``ComfyProcess``."""
     models = write_tiny_models(Path(tmp) / "models", seed, names)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The main job: the worker's local RunPod API (which boots headless ComfyUI with the pack) and the web page.
+#   web page:          http://127.0.0.1:${WEB_PORT:-3000}
+#   worker API:        http://127.0.0.1:${API_PORT:-8000}/runsync   (same API as a deployed RunPod endpoint)
+#   ComfyUI (artists): http://127.0.0.1:${COMFY_PORT:-8188}          (graph editor; open workflows/ethmumbai_avatar/v1.ui.json)
+# With the real models in models/ (python scripts/fetch_models.py) it serves real avatars. Without them it runs a
+# clearly labelled TINY-MODEL DEMO: random tiny weights that exercise the whole stack but draw noise, not avatars.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+API_PORT=${API_PORT:-8000} WEB_PORT=${WEB_PORT:-3000}
+export COMFY_PORT=${COMFY_PORT:-8188}
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+if "$PY" scripts/fetch_models.py --verify --only required >/dev/null 2>&1; then
+  echo "run_stack: real models found in models/"
+else
+  demo_dir=.demo
+  cat <<'BANNER'
+================================================================================
+  TINY-MODEL DEMO — the real models are not in models/.
+  Random tiny weights under the production file names: every stage runs, but the
+  "avatar" is noise. For real avatars: python scripts/fetch_models.py
+================================================================================
+BANNER
+  export COMFYUI_PLUGINS="$PWD/tests/plugins/tiny_sdxl"
+  export EXTRA_MODEL_PATHS
+  EXTRA_MODEL_PATHS=$("$PY" -c "from tests.helpers.tiny_models import write_workflow_models as w; print(w('$demo_dir/models')['model_paths_config'])")
+  # Keep demo jobs quick on a CPU; the page sends these with every job.
+  export AVATAR_JOB_PARAMS=${AVATAR_JOB_PARAMS:-'{"size": 512, "steps": 12}'}
+fi
+
+# The local API server answers /status only when a job ends, so the worker posts progress to the page.
+RUNPOD_WEBHOOK_POST_OUTPUT="http://127.0.0.1:${WEB_PORT}/api/local-progress/\$ID?v=1" \
+  "$PY" -m worker.handler --rp_serve_api --rp_api_host 127.0.0.1 --rp_api_port "$API_PORT" &
+pids+=($!)
+
+(cd frontend && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build --silent)
+RUNPOD_ENDPOINT_URL="http://127.0.0.1:${API_PORT}" npm --prefix frontend start -- -H 127.0.0.1 -p "$WEB_PORT" &
+pids+=($!)
+
+echo "run_stack: web page http://127.0.0.1:${WEB_PORT}  worker API http://127.0.0.1:${API_PORT}  ComfyUI http://127.0.0.1:${COMFY_PORT}"
+wait -n "${pids[@]}"
