@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 KIT_SRC=${GPU_ANCHOR_DIR:-../shared/gpu_anchor}
 COMFY_SRC=${COMFYUI_DIR:-.comfyui/ComfyUI}
-PYVER=3.12
+PYVER=${PYVER:-3.12}  # the device image's Python; 3.11 only to try the device path on this machine
 LIMIT_BYTES=$((64 * 1024 * 1024))
 
 # What the PyTorch image (docs: /work/.library/device/KINDS.md) lacks, by who imports it:
