@@ -11,7 +11,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import pytest  # noqa: E402
 
 from tests.helpers.comfy import start_comfy  # noqa: E402
-from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models  # noqa: E402
+from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models, write_workflow_models  # noqa: E402
 from worker.paths import PACK_DIR  # noqa: E402
 
 
@@ -37,3 +37,15 @@ def tiny_comfy(tmp_path_factory, tiny_models):
                        model_paths_config=tiny_models["model_paths_config"])
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_models(tmp_path_factory) -> dict:
+    """Tiny random models under the file names the workflow loads, so it runs unchanged (worker, storage, frontend)."""
+    return write_workflow_models(tmp_path_factory.mktemp("worker_models"))
+
+
+@pytest.fixture(scope="session")
+def worker_env(worker_models) -> dict[str, str]:
+    """Env that gives the worker's ComfyUI the tiny model class (a test plugin) and the tiny model files."""
+    return {"COMFYUI_PLUGINS": str(TINY_PLUGIN), "EXTRA_MODEL_PATHS": str(worker_models["model_paths_config"])}

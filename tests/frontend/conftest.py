@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.worker.conftest import worker_env, worker_models  # noqa: F401 (reused: the worker's tiny-model stack)
 from worker.comfy_process import free_port
 from worker.paths import REPO_ROOT
 

@@ -23,6 +23,7 @@ the files are built by ComfyUI's own classes in a subprocess, so the calling pro
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -69,6 +70,26 @@ def write_workflow_models(models_dir: Path, seed: int = 0) -> dict:
 
     names = {folder: name for name, folder in latest(load_workflows()).model_files().items()}
     return write_tiny_models(models_dir, seed, names)
+
+
+def pin_manifest(models_dir: Path, out: Path) -> Path:
+    """Write a copy of the models manifest with each model the workflow loads pinned to the tiny file's sha256 and
+    size, as if the tiny files were the released ones (the worker's result cache needs every model pinned)."""
+    import yaml
+
+    from scripts.fetch_models import load_manifest
+    from worker.workflow import latest, load_workflows
+
+    manifest = yaml.safe_load(paths.models_manifest().read_text())
+    loaded = latest(load_workflows()).model_files()
+    for entry in manifest["models"]:
+        if entry["filename"] in loaded:
+            data = (Path(models_dir) / loaded[entry["filename"]] / entry["filename"]).read_bytes()
+            entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+            entry.pop("todo", None)
+    out.write_text(yaml.safe_dump(manifest))
+    load_manifest(out)  # still a valid manifest
+    return out
 
 
 def tiny_comfy_kwargs(tmp: Path, seed: int = 0, names: dict[str, str] | None = None) -> tuple[list[Path], Path]:

@@ -23,6 +23,7 @@ from tests.nodes.images import (
     png_header_claiming,
 )
 from worker.paths import REPO_ROOT
+from workflows.convert import ui_to_api
 
 NODE_IDS = ["EthMumbaiLoadImageBase64", "EthMumbaiFaceCrop", "EthMumbaiPersonMask", "EthMumbaiLineart",
             "EthMumbaiBackgroundComposite", "EthMumbaiSaveImageBase64"]
@@ -268,37 +269,6 @@ def test_learned_lineart_without_weights_is_model_missing(comfy_server):
 # ---------------------------------------------------------------- the example workflow
 
 EXAMPLE = REPO_ROOT / "custom_nodes" / "ethmumbai" / "example_workflows" / "ethmumbai_preprocessing.json"
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-def example_as_api(workflow: dict, object_info: dict) -> dict:
-    """The UI-format example as an API prompt: each node's widgets_values matched, in order, to its
-    widget inputs from /object_info (these nodes have no control_after_generate widgets), and each
-    link to ``[origin id, slot]``."""
-    links = {link[0]: link for link in workflow["links"]}
-    prompt = {}
-    for ui_node in workflow["nodes"]:
-        info = object_info[ui_node["type"]]
-        specs = {**info["input"]["required"], **info["input"].get("optional", {})}
-        order = info["input_order"]["required"] + info["input_order"].get("optional", [])
-        widgets = [name for name in order if isinstance(specs[name][0], list) or specs[name][0] in WIDGET_TYPES]
-        assert len(widgets) == len(ui_node["widgets_values"]), f"{ui_node['type']}: widget count"
-        inputs = dict(zip(widgets, ui_node["widgets_values"], strict=True))
-        for socket in ui_node["inputs"]:
-            if socket["link"] is not None:
-                _, origin, slot, _, _, kind = links[socket["link"]]
-                assert specs[socket["name"]][0] == kind, f"{ui_node['type']}.{socket['name']}: link type"
-                inputs[socket["name"]] = [str(origin), slot]
-        for name in widgets:
-            value, (kind, options) = inputs[name], specs[name]
-            if kind == "COMBO":
-                assert value in options["options"], f"{ui_node['type']}.{name}={value!r} not an option"
-            elif kind in ("INT", "FLOAT"):
-                assert options.get("min", value) <= value <= options.get("max", value), f"{ui_node['type']}.{name}"
-        prompt[str(ui_node["id"])] = {"class_type": ui_node["type"], "inputs": inputs}
-    return prompt
-
-
 def test_example_workflow_is_listed_as_a_template(comfy_server):
     templates = requests.get(f"{comfy_server.url}/workflow_templates", timeout=30).json()
     assert templates.get("ethmumbai") == ["ethmumbai_preprocessing"]
@@ -307,7 +277,8 @@ def test_example_workflow_is_listed_as_a_template(comfy_server):
 def test_example_workflow_matches_the_nodes_and_runs_as_is(comfy_server, object_info):
     workflow = json.loads(EXAMPLE.read_text())
     assert workflow["version"] == 0.4 and workflow["last_node_id"] == max(n["id"] for n in workflow["nodes"])
-    prompt = example_as_api(workflow, object_info)
+    # The project's converter; ComfyUI's own validation then checks every value against the live nodes.
+    prompt = ui_to_api(workflow, object_info)
     entry = run_prompt(comfy_server.url, prompt)
     assert entry["status"]["status_str"] == "success", entry["status"]
     save_id = next(key for key, item in prompt.items() if item["class_type"] == "EthMumbaiSaveImageBase64")

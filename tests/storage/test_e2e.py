@@ -7,25 +7,21 @@ manifest that pins the tiny files (the worker turns the cache off for a model wi
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
 import websocket
-import yaml
 from PIL import Image
 
-from scripts.fetch_models import load_manifest
+from tests.helpers.tiny_models import pin_manifest
 from tests.nodes.images import astronaut, b64, encode
-from tests.worker.conftest import WORKFLOW, avatar_job, worker_env, worker_models  # noqa: F401 (fixtures)
+from tests.worker.conftest import avatar_job
 from tests.worker.server import start_worker
-from worker import paths
 from worker.storage import ResultStore, StorageConfig
 
 KEY_ID = "e2e-key-id"
@@ -33,29 +29,15 @@ SECRET = f"e2e-secret-{uuid.uuid4().hex}"
 USER = "e2e-user"
 
 
-def pinned_manifest(models_dir: Path, out: Path) -> Path:
-    """The project's manifest with each model the workflow loads pinned to the tiny file's sha256 and size."""
-    manifest = yaml.safe_load(paths.models_manifest().read_text())
-    loaded = WORKFLOW.model_files()
-    for entry in manifest["models"]:
-        if entry["filename"] in loaded:
-            data = (models_dir / loaded[entry["filename"]] / entry["filename"]).read_bytes()
-            entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-            entry.pop("todo", None)
-    out.write_text(yaml.safe_dump(manifest))
-    load_manifest(out)  # still a valid manifest
-    return out
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, worker_env, worker_models, moto):  # noqa: F811 (the imported fixtures)
+def stack(tmp_path_factory, worker_env, worker_models, moto):
     """A worker with storage on a fresh bucket, and a store on the same bucket to look inside it."""
     workdir = tmp_path_factory.mktemp("storage-worker")
     config = StorageConfig(bucket=moto.new_bucket(), endpoint_url=moto.url, access_key_id=KEY_ID,
                            secret_access_key=SECRET, prefix="e2e")
     env = {**worker_env, "STORAGE_BUCKET": config.bucket, "STORAGE_ENDPOINT_URL": config.endpoint_url,
            "STORAGE_ACCESS_KEY_ID": KEY_ID, "STORAGE_SECRET_ACCESS_KEY": SECRET, "STORAGE_PREFIX": "e2e",
-           "MODELS_MANIFEST": str(pinned_manifest(worker_models["models_dir"], workdir / "manifest.yaml"))}
+           "MODELS_MANIFEST": str(pin_manifest(worker_models["models_dir"], workdir / "manifest.yaml"))}
     server = start_worker(workdir / "worker", env)
     yield server, ResultStore(config)
     server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models
 from tests.nodes.images import astronaut, b64, encode
 from tests.worker.server import start_worker
 from worker.workflow import latest, load_workflows
@@ -27,19 +26,6 @@ PHOTO = b64(encode(astronaut()))  # 512x512 PNG with one face
 
 def avatar_job(**overrides) -> dict:
     return {"image": PHOTO, **fast_params(**overrides)}
-
-
-@pytest.fixture(scope="session")
-def worker_models(tmp_path_factory) -> dict:
-    """Tiny random models under the file names the workflow loads, so it runs unchanged."""
-    names = {folder: name for name, folder in WORKFLOW.model_files().items()}
-    return write_tiny_models(tmp_path_factory.mktemp("worker_models"), names=names)
-
-
-@pytest.fixture(scope="session")
-def worker_env(worker_models) -> dict[str, str]:
-    """Env that gives the worker's ComfyUI the tiny model class (a test plugin) and the tiny model files."""
-    return {"COMFYUI_PLUGINS": str(TINY_PLUGIN), "EXTRA_MODEL_PATHS": str(worker_models["model_paths_config"])}
 
 
 @pytest.fixture(scope="session")

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 
 import pytest
 import requests
-import yaml
 
+from tests.helpers.tiny_models import pin_manifest
 from tests.storage.conftest import start_moto
 from tests.worker.conftest import avatar_job
 from tests.worker.server import start_worker
-from worker.paths import models_manifest
-
-
-def _manifest_pinning(models: dict, out_path):
-    """The project's manifest with the tiny files' own hashes, as if they were the pinned production files."""
-    doc = yaml.safe_load(models_manifest().read_text())
-    for entry in doc["models"]:
-        path = models["models_dir"] / entry["folder"] / entry["filename"]
-        if path.is_file():
-            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-            entry["size"] = path.stat().st_size
-    out_path.write_text(yaml.safe_dump(doc))
-    return out_path
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +20,7 @@ def storage_worker(tmp_path_factory, worker_env, worker_models):
     bucket = moto.new_bucket()
     env = {**worker_env, "STORAGE_BUCKET": bucket, "STORAGE_ENDPOINT_URL": moto.url, "STORAGE_REGION": "us-east-1",
            "STORAGE_ACCESS_KEY_ID": "test-key-id", "STORAGE_SECRET_ACCESS_KEY": "test-secret",
-           "MAX_RESULT_BYTES": "2000", "MODELS_MANIFEST": str(_manifest_pinning(worker_models, tmp / "models.yaml"))}
+           "MAX_RESULT_BYTES": "2000", "MODELS_MANIFEST": str(pin_manifest(worker_models["models_dir"], tmp / "models.yaml"))}
     server = start_worker(tmp / "worker", env)
     yield server, moto, bucket
     server.stop()
