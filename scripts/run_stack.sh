@@ -18,7 +18,7 @@ trap cleanup EXIT INT TERM
 if "$PY" scripts/fetch_models.py --verify --only required >/dev/null 2>&1; then
   echo "run_stack: real models found in models/"
 else
-  demo_dir=.demo
+  demo_dir="$PWD/.demo"
   cat <<'BANNER'
 ================================================================================
   TINY-MODEL DEMO — the real models are not in models/.

@@ -73,6 +73,8 @@ class ComfyProcess:
             "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch", "--disable-metadata", "--disable-api-nodes",
             "--base-directory", str(self.workdir),
+            # ComfyUI's default database lives inside its install (read-only in the image); nothing needs keeping.
+            "--database-url", "sqlite:///:memory:",
         ]
         if self.model_paths_config is not None:
             cmd += ["--extra-model-paths-config", str(self.model_paths_config)]

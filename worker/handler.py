@@ -16,6 +16,8 @@ import asyncio  # noqa: E402
 import base64  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
@@ -278,6 +280,8 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("WORKER_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _worker = Worker.from_env()
+    # SIGTERM (docker stop, Ctrl-C of run_stack) must unwind through `finally`, or ComfyUI outlives the worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         _worker.boot()
         runpod.serverless.start({"handler": handler})

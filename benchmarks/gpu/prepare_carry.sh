@@ -27,8 +27,9 @@ LIMIT_BYTES=$((64 * 1024 * 1024))
 PROJECT_WHEELS="mediapipe websocket-client pydantic pydantic-core annotated-types typing-inspection
   boto3 botocore s3transfer jmespath runpod paramiko bcrypt pynacl cryptography cffi pycparser invoke
   aiohttp-retry backoff tomli tomlkit tqdm-loggable"
-# mediapipe files the pack never opens (other solutions' models): dropped from the carried wheel to save 20 MB.
-MEDIAPIPE_DROP='mediapipe/modules/(pose_|hand_|palm_|iris_|face_landmark|holistic_|objectron)'
+# Model files of mediapipe solutions the pack never runs (their .py stay: solutions/__init__ imports them all),
+# dropped from the carried wheel to save ~20 MB.
+MEDIAPIPE_DROP='mediapipe/modules/(pose_|hand_|palm_|iris_|face_landmark|holistic_|objectron).*\.tflite$'
 
 [ -f "$KIT_SRC/make_random_models.py" ] || { echo "no gpu_anchor kit at $KIT_SRC (set GPU_ANCHOR_DIR)" >&2; exit 1; }
 [ -f "$COMFY_SRC/main.py" ] || { echo "no ComfyUI at $COMFY_SRC: run scripts/setup.sh" >&2; exit 1; }
@@ -62,7 +63,7 @@ with zipfile.ZipFile(src) as zin, zipfile.ZipFile(src + ".tmp", "w", zipfile.ZIP
     for item in zin.infolist():
         data = zin.read(item.filename)
         if item.filename.endswith(".dist-info/RECORD"):  # keep RECORD true to the files that remain
-            data = b"".join(line for line in data.splitlines(True) if not drop.match(line.decode()))
+            data = b"".join(line for line in data.splitlines(True) if not drop.match(line.decode().split(",")[0]))
         if not drop.match(item.filename):
             zout.writestr(item, data)
 os.replace(src + ".tmp", src)
