@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from scripts.fetch_models import sha256_file
+
 SPLITS = ("train", "val")
 
 
@@ -21,14 +23,6 @@ class Item:
     caption: str
     width: int
     height: int
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def split_items(root: Path, split: str) -> list[Item]:

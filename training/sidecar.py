@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from training.dataset import sha256_file
+from scripts.fetch_models import sha256_file
 from worker.paths import REPO_ROOT
 
 MANIFEST = REPO_ROOT / "models_manifest.yaml"

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.checkpoint import checkpoint
 
+from scripts.fetch_models import sha256_file
 from training import comfy_runtime, plots, sidecar
 from training.cache import Encoded, EncodingCache
-from training.dataset import dataset_hash, sha256_file, split_items
+from training.dataset import dataset_hash, split_items
 from training.device import DEVICES, PRECISIONS, pick_device, pick_dtype
 from training.lora import TARGETS, LoRANetwork, NetworkSpec
 from training.validate import DEFAULT_STRENGTHS, Validator, list_photos, parse_params, parse_strengths

@@ -2,7 +2,7 @@
 
 Kinds:
 - ``flags``: ComfyUI started with extra flags (a restart; compared with the baseline server's runs);
-- ``graph``: the same server, the job's graph changed (``transform``) or a job parameter changed (``params``).
+- ``graph``: the same server, the job's graph changed (``transform``) or a job parameter changed (``job_params``).
 ``numerics``: the change must keep the decoded image within PSNR 35 dB of the baseline at the same seed.
 ``proposal``: changes the image by design (steps, scheduler, ControlNet schedule): its speed is measured, its
 quality needs real weights, so it is listed as a proposal, never as a win.

@@ -21,9 +21,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from skimage import data
 
-from scripts.fetch_models import ModelEntry
+from scripts.fetch_models import ModelEntry, sha256_file
 from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models
-from training.dataset import sha256_file
 from worker.paths import REPO_ROOT
 from worker.workflow import latest, load_workflows
 
