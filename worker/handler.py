@@ -16,12 +16,16 @@ import asyncio  # noqa: E402
 import base64  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import queue  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 import runpod  # noqa: E402
+from runpod.http_client import AsyncClientSession  # noqa: E402
+from runpod.serverless.modules.rp_http import send_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
@@ -44,6 +48,7 @@ from worker.workflow import FACE_CROP_CLASS, Workflow, latest, load_workflows  #
 
 log = logging.getLogger("worker")
 PROGRESS_INTERVAL_S = 0.25  # sampling steps are forwarded at most this often
+PROGRESS_FLUSH_S = 2.0  # how long a finished job waits for its last progress updates to go out
 STAGES = ("queued", "preprocess", "sampling", "encode", "upload")  # progress stages, in order
 
 
@@ -62,7 +67,7 @@ class Settings:
 
 
 class Progress:
-    """Forwards stage changes and (throttled) sampling steps to ``runpod.serverless.progress_update``.
+    """Forwards stage changes and (throttled) sampling steps to the endpoint's progress URL, in order.
 
     Payloads follow docs/ARCHITECTURE.md: ``{"stage"}``, plus ``step``/``steps`` while sampling. Only
     sent where the SDK has somewhere to send them (``RUNPOD_WEBHOOK_POST_OUTPUT``: the platform, or a
@@ -74,6 +79,8 @@ class Progress:
         self.enabled = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
         self._stage: str | None = None
         self._last_step_at = 0.0
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
 
     def __call__(self, event: dict) -> None:
         stage = event.get("stage")
@@ -88,9 +95,35 @@ class Progress:
                 self._last_step_at = now
                 self._send({"stage": stage, "step": int(event["step"]), "steps": int(event["steps"])})
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Let the queued updates go out first, so the last one does not land after the job's result.
+        if self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join(PROGRESS_FLUSH_S)
+
     def _send(self, payload: dict) -> None:
-        if self.enabled:
-            runpod.serverless.progress_update(self.job, payload)
+        if not self.enabled:
+            return
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._deliver, name="job-progress", daemon=True)
+            self._sender.start()
+        self._outbox.put(payload)
+
+    def _deliver(self) -> None:
+        # One sender per job posting one update after another. The SDK's progress_update starts a thread per
+        # update, and those race: clients saw "preprocess" arrive before "queued".
+        async def post_in_order() -> None:
+            async with AsyncClientSession() as session:
+                while (payload := self._outbox.get()) is not None:
+                    try:
+                        await send_result(session, {"status": "IN_PROGRESS", "output": payload}, self.job)
+                    except Exception as err:  # a lost update must not stop the ones after it, nor the job
+                        log.warning("job %s: progress update not sent: %s", self.job["id"], err)
+
+        asyncio.run(post_in_order())
 
 
 class Worker:
@@ -153,30 +186,30 @@ class Worker:
             raise WorkerError(INVALID_INPUT, f"return={request.return_mode!r} needs storage, which this endpoint "
                                              "does not have configured (STORAGE_BUCKET); use return='base64'")
         timeout = min(request.timeout or self.settings.job_timeout, self.settings.job_timeout)
-        progress = Progress(job)
-        workflow = request.workflow
-        cache_key = self._cache_key(request)
-        hit = self._cache_get(cache_key)
-        if hit is not None:
-            image = {"base64": base64.b64encode(hit.data).decode("ascii"), "format": hit.metadata["format"],
-                     "width": int(hit.metadata["width"]), "height": int(hit.metadata["height"])}
-            timings = {"queue": 0.0, "preprocess": 0.0, "sampling": 0.0, "encode": 0.0}
-        else:
-            prompt = workflow.build(request.image, request.params)
-            outcome = self._execute(workflow, prompt, started + timeout, progress)
-            image, timings = outcome.output["ethmumbai_images"][0], outcome.timings
-        result = {
-            "image": image["base64"], "format": image["format"], "width": image["width"], "height": image["height"],
-            "seed": request.params.get("seed"), "workflow_version": workflow.version,
-            "timings": timings, "cached": hit is not None,
-        }
-        if self.store is not None:
-            progress({"stage": "upload"})
-            self._store(job, request, result, cache_key if hit is None else None)
-        if request.return_mode == "url" and "url" in result:
-            del result["image"]
-        result["timings"]["total"] = round(time.monotonic() - started, 3)
-        return self._fit(result)
+        with Progress(job) as progress:
+            workflow = request.workflow
+            cache_key = self._cache_key(request)
+            hit = self._cache_get(cache_key)
+            if hit is not None:
+                image = {"base64": base64.b64encode(hit.data).decode("ascii"), "format": hit.metadata["format"],
+                         "width": int(hit.metadata["width"]), "height": int(hit.metadata["height"])}
+                timings = {"queue": 0.0, "preprocess": 0.0, "sampling": 0.0, "encode": 0.0}
+            else:
+                prompt = workflow.build(request.image, request.params)
+                outcome = self._execute(workflow, prompt, started + timeout, progress)
+                image, timings = outcome.output["ethmumbai_images"][0], outcome.timings
+            result = {
+                "image": image["base64"], "format": image["format"], "width": image["width"], "height": image["height"],
+                "seed": request.params.get("seed"), "workflow_version": workflow.version,
+                "timings": timings, "cached": hit is not None,
+            }
+            if self.store is not None:
+                progress({"stage": "upload"})
+                self._store(job, request, result, cache_key if hit is None else None)
+            if request.return_mode == "url" and "url" in result:
+                del result["image"]
+            result["timings"]["total"] = round(time.monotonic() - started, 3)
+            return self._fit(result)
 
     def _execute(self, workflow: Workflow, prompt: dict, deadline: float, on_progress=lambda _: None):
         try:

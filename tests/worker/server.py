@@ -26,12 +26,16 @@ from worker.paths import REPO_ROOT
 class ProgressCollector:
     """Receives what ``runpod.serverless.progress_update`` POSTs to ``RUNPOD_WEBHOOK_POST_OUTPUT``."""
 
-    def __init__(self):
+    def __init__(self, slow_first_post_s: float = 0.0):
         self.posts: list[tuple[str, dict]] = []  # (job id, {"status", "output"})
         collector = self
+        slow = threading.Event()  # set once the first POST has been held back
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
+                if slow_first_post_s and not slow.is_set():
+                    slow.set()
+                    time.sleep(slow_first_post_s)  # a slow network for one request: later ones may overtake it
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 job_id = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
                 collector.posts.append((job_id, json.loads(body)))
