@@ -70,6 +70,10 @@ class ComfyClient:
         """Drop cached node outputs (they hold the last photos) and unload models."""
         self._call("POST", "/free", json={"free_memory": True})
 
+    def node_types(self) -> set[str]:
+        """Every node class this ComfyUI has loaded (a custom node that failed to import is missing here)."""
+        return set(self._call("GET", "/object_info").json())
+
     def queue_ids(self) -> tuple[list[str], list[str]]:
         """(running, pending) prompt ids."""
         body = self._call("GET", "/queue").json()

@@ -69,4 +69,11 @@ def rejection_error(error: dict, node_errors: dict, params_spec: dict) -> Worker
         return WorkerError(MODEL_MISSING, "; ".join(m.message for m in missing))
     problems = [f"node {node_id} ({entry.get('class_type')}): {item.get('message')}: {item.get('details')}"
                 for node_id, entry in node_errors.items() for item in entry.get("errors", [])]
-    return WorkerError(COMFY_VALIDATION, "; ".join(problems) or (error or {}).get("message", "invalid prompt"))
+    if problems:
+        return WorkerError(COMFY_VALIDATION, "; ".join(problems))
+    error = error or {}
+    message = "; ".join(filter(None, [error.get("message", "invalid prompt"), error.get("details")]))
+    if "does not exist" in message:  # ComfyUI 0.3.75's words for a node class it has not loaded
+        message += "; a custom node the workflow needs is not installed in this ComfyUI or failed to import " \
+                   "(the worker's start-up log names it)"
+    return WorkerError(COMFY_VALIDATION, message)

@@ -145,8 +145,18 @@ class Worker:
 
     def boot(self) -> None:
         self.supervisor.ready()
+        self.check_nodes()
         if self.settings.warmup:
             self.warm_up()
+
+    def check_nodes(self) -> None:
+        """Say at boot, not at the first job, when a workflow needs a node this ComfyUI lacks (its jobs will fail
+        with COMFY_VALIDATION). The worker stays up: other workflow versions may still run."""
+        loaded = self.supervisor.client.node_types()
+        for version, workflow in self.workflows.items():
+            if missing := sorted(workflow.node_types - loaded):
+                log.error("workflow %s cannot run: ComfyUI has no node %s; a custom node pack is not installed or "
+                          "failed to import (see ComfyUI's start-up log above)", version, ", ".join(missing))
 
     def warm_up(self) -> None:
         """Run the latest workflow once on a plain generated picture at its smallest size and fewest steps."""

@@ -63,6 +63,10 @@ class Workflow:
     def sampler_nodes(self) -> frozenset[str]:
         return frozenset(nid for nid, node in self.graph.items() if node.get("class_type") in SAMPLER_CLASSES)
 
+    @cached_property
+    def node_types(self) -> frozenset[str]:
+        return frozenset(node["class_type"] for node in self.graph.values())
+
     def model_hashes(self) -> dict[str, str] | None:
         """Model file name → sha256 pinned in the models manifest (for the result cache's key).
 
