@@ -2,6 +2,7 @@
 
 import { useCallback, useEffect, useRef, useState } from "react";
 
+import AvatarHistory, { useAvatarHistory } from "@/components/AvatarHistory";
 import { avatarPngBlob, PrepareError, prepareImage } from "@/lib/client/images";
 import type { JobError, JobView, Progress } from "@/lib/jobs";
 import { describeProgress, friendlyError, type Phase } from "@/lib/messages";
@@ -86,6 +87,8 @@ export default function AvatarMaker() {
   const abort = useRef<AbortController | null>(null);
   const objectUrls = useRef<string[]>([]);
   const focusChooser = useRef(false);
+  const history = useAvatarHistory();
+  const addToHistory = history.add;
 
   const makeUrl = (blob: Blob) => {
     const url = URL.createObjectURL(blob);
@@ -146,8 +149,10 @@ export default function AvatarMaker() {
         }),
       );
       if (view.state === "failed") throw new JobFailed(view.error);
-      const png = await avatarPngBlob(view.result.image, view.result.format);
-      setState({ kind: "done", before, after: makeUrl(png), width: view.result.width, height: view.result.height });
+      const { image, format, width, height, seed, workflow_version: workflowVersion } = view.result;
+      const png = await avatarPngBlob(image, format);
+      setState({ kind: "done", before, after: makeUrl(png), width, height });
+      void addToHistory({ createdAt: Date.now(), png, width, height, seed, workflowVersion });
     } catch (err) {
       if (signal.aborted) return;
       const error =
@@ -158,7 +163,7 @@ export default function AvatarMaker() {
             : { code: "NETWORK", message: "" };
       setState({ kind: "error", error });
     }
-  }, []);
+  }, [addToHistory]);
 
   const onFiles = (files: FileList | null) => {
     const file = files?.[0];
@@ -292,6 +297,8 @@ export default function AvatarMaker() {
           </div>
         </section>
       )}
+
+      <AvatarHistory {...history} />
     </div>
   );
 }

@@ -12,6 +12,8 @@ export interface AvatarResult {
   format: string; // "png" | "webp" | "jpeg"
   width: number;
   height: number;
+  seed?: number; // absent when the worker's seed is past 2^53 (a JS number would change it)
+  workflow_version?: string;
 }
 
 export interface JobError {

@@ -24,6 +24,7 @@ const ERROR_MESSAGES: Record<string, string> = {
   SERVICE_MISCONFIGURED: "The avatar service is not configured yet. Please try again later.",
   NETWORK: "We lost the connection. Check your internet and try again.",
   JOB_NOT_FOUND: "We lost track of your avatar. Please try again.",
+  RATE_LIMITED: "You've made a lot of avatars in a short time. Please wait a little and try again.",
 };
 
 export function friendlyError(code: string): string {

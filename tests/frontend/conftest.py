@@ -39,11 +39,12 @@ def frontend_build() -> Path:
 
 @contextmanager
 def next_server(endpoint_url: str, log_path: Path, port: int | None = None, api_key: str = FAKE_API_KEY,
-                job_params: dict | None = None, boot_timeout: float = 60.0) -> Iterator[str]:
-    """`next start` on loopback with the RunPod env set; yields its base URL, stops it afterwards."""
+                job_params: dict | None = None, boot_timeout: float = 60.0,
+                env: dict[str, str] | None = None) -> Iterator[str]:
+    """`next start` on loopback with the RunPod env (and ``env``) set; yields its base URL, stops it afterwards."""
     port = port or free_port()
     env = {**os.environ, **NEXT_ENV, "RUNPOD_ENDPOINT_URL": endpoint_url, "RUNPOD_API_KEY": api_key,
-           "AVATAR_JOB_PARAMS": json.dumps(job_params or {})}
+           "AVATAR_JOB_PARAMS": json.dumps(job_params or {}), **(env or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         proc = subprocess.Popen([str(FRONTEND_DIR / "node_modules" / ".bin" / "next"), "start",

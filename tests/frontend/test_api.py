@@ -9,7 +9,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.frontend.conftest import FAKE_API_KEY, FRONTEND_DIR
+from tests.frontend.conftest import FAKE_API_KEY, FRONTEND_DIR, next_server
+from worker.comfy_process import free_port
 
 
 def _png_base64(size=(8, 8)) -> str:
@@ -90,3 +91,36 @@ def test_brand_assets_come_from_the_pack(frontend_build):
     pack = FRONTEND_DIR.parent / "custom_nodes" / "ethmumbai" / "assets" / "backgrounds"
     for name in ("ethmumbai_sunset.png", "ethmumbai_night.png"):
         assert (FRONTEND_DIR / "public" / "brand" / name).read_bytes() == (pack / name).read_bytes()
+
+
+def test_jobs_beyond_the_rate_limit_are_refused_per_client(frontend_build, tmp_path):
+    """Valid jobs count (each would cost GPU time); the endpoint here is absent, so an accepted one answers 502."""
+    with next_server(f"http://127.0.0.1:{free_port()}", tmp_path / "next.log",
+                     env={"JOB_RATE_LIMIT": "2/3600"}) as app:
+        photo = {"image": _png_base64()}
+        alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.1"}
+        assert _post_job(app, data=b"not json", headers=alice).status_code == 400  # refused, not counted
+        assert [_post_job(app, json=photo, headers=alice).status_code for _ in range(2)] == [502, 502]
+        refused = _post_job(app, json=photo, headers=alice)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "RATE_LIMITED"
+        assert 3500 < int(refused.headers["Retry-After"]) <= 3600
+        assert _post_job(app, json=photo, headers=bob).status_code == 502  # another client has its own count
+        # The last hop is the address the nearest proxy saw; a hop the client adds in front changes nothing.
+        assert _post_job(app, json=photo, headers={"X-Forwarded-For": "10.0.0.1, 203.0.113.7"}).status_code == 429
+
+
+def test_a_malformed_rate_limit_is_a_configuration_error(frontend_build, tmp_path):
+    with next_server(f"http://127.0.0.1:{free_port()}", tmp_path / "next.log",
+                     env={"JOB_RATE_LIMIT": "lots"}) as app:
+        response = _post_job(app, json={"image": _png_base64()})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "SERVICE_MISCONFIGURED"
+
+
+def test_pages_carry_a_content_security_policy(offline_app):
+    policy = requests.get(offline_app, timeout=30).headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'self'" and directives["connect-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
+    assert "unsafe-eval" not in policy  # a production build

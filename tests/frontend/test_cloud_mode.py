@@ -108,8 +108,13 @@ SDK_EXCEPTION = json.dumps({"error_type": "<class 'KeyError'>", "error_message":
      {"state": "running", "progress": {"stage": "sampling", "step": 3, "steps": 20}}),
     ({"status": "IN_PROGRESS", "output": {"stage": "encode"}}, {"state": "running", "progress": {"stage": "encode"}}),
     ({"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png", "width": 1024, "height": 1024,
-                                        "seed": 1, "cached": False}},
-     {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 1024, "height": 1024}}),
+                                        "seed": 1, "workflow_version": "v1", "cached": False}},
+     {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 1024, "height": 1024,
+                                       "seed": 1, "workflow_version": "v1"}}),
+    # a seed past 2**53 would change in a JS number: left out rather than wrong
+    ({"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8,
+                                        "seed": 2**64 - 1}},
+     {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8}}),
     # worker/errors.py: the {code, message} object travels JSON-encoded in the job's error
     ({"status": "FAILED", "error": json.dumps({"code": "NO_FACE_DETECTED", "message": "no face"})},
      {"state": "failed", "error": {"code": "NO_FACE_DETECTED", "message": "no face"}}),

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 JOB_TIMEOUT_MS = 300_000
 # The smallest size the params file allows (2 shared CPU cores); enough steps that sampling spans several polls.
-FAST_JOB = {"size": 256, "steps": 12}
+FAST_JOB = {"size": 256, "steps": 12, "seed": 7}
 # What the page says for each worker stage (frontend/lib/messages.ts); seeing one proves progress came through.
 WORKER_STAGE_LABELS = ("Warming up the avatar engine", "Finding your face", "Drawing your avatar",
                        "Adding the ETHMumbai backdrop", "Saving your avatar")
@@ -50,6 +50,41 @@ async ([b64, name, selector]) => {
     zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
   }
 }
+"""
+# "Your recent avatars" lives in IndexedDB (frontend/lib/client/history.ts: database, store, entry shape, limit).
+HISTORY_LIMIT = 12
+OPEN_HISTORY = """
+const db = await new Promise((resolve, reject) => {
+  const request = indexedDB.open('ethmumbai-avatar');
+  request.onsuccess = () => resolve(request.result);
+  request.onerror = () => reject(request.error);
+});
+const store = (mode) => db.transaction('avatars', mode).objectStore('avatars');
+const done = (request) => new Promise((resolve, reject) => {
+  request.onsuccess = () => resolve(request.result);
+  request.onerror = () => reject(request.error);
+});
+"""
+# Earlier avatars, one a minute, the oldest first: PNGs of `size` px and seeds 9000, 9001, ...
+SEED_HISTORY = f"""
+async ([b64, size, count]) => {{
+  {OPEN_HISTORY}
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  for (let i = 0; i < count; i++) {{
+    await done(store('readwrite').add({{ createdAt: Date.now() - (count - i) * 60000, width: size, height: size,
+      png: new Blob([bytes], {{ type: 'image/png' }}), seed: 9000 + i, workflowVersion: 'v1' }}));
+  }}
+  db.close();
+}}
+"""
+# What is stored, oldest first, without the PNG bytes (they cannot cross into Python as a Blob).
+READ_HISTORY = f"""
+async () => {{
+  {OPEN_HISTORY}
+  const entries = await done(store('readonly').getAll());
+  db.close();
+  return entries.map(({{ png, ...meta }}) => ({{ ...meta, type: png.type, bytes: png.size }}));
+}}
 """
 
 
@@ -88,16 +123,25 @@ def artifacts() -> Path:
     return ARTIFACTS_DIR
 
 
-def _open(browser: Browser, app: str, **context) -> tuple[Page, list]:
+def _open(browser: Browser, app: str, init_script: str = "", **context) -> tuple[Page, list]:
     """A fresh page on the app, recording progress texts and every response the browser got."""
     page = browser.new_context(accept_downloads=True, **context).new_page()
-    page.add_init_script(PROGRESS_RECORDER)
+    page.add_init_script(PROGRESS_RECORDER + init_script)
     responses = []
     page.on("response", lambda response: responses.append(response))
     page.goto(app)
+    _wait_for_hydration(page)
+    return page, responses
+
+
+def _wait_for_hydration(page: Page) -> None:
     # The chooser is disabled until React has hydrated the page: before that, nothing would react to input.
     expect(page.get_by_role("button", name="Choose a photo")).to_be_enabled()
-    return page, responses
+
+
+def _reload(page: Page) -> None:
+    page.reload()
+    _wait_for_hydration(page)
 
 
 def _assert_no_key_reached_the_browser(page: Page, responses: list) -> None:
@@ -112,9 +156,37 @@ def _focused_text(page: Page) -> str:
     return page.evaluate("document.activeElement?.textContent ?? ''").strip()
 
 
+def _history_items(page: Page):
+    return page.get_by_test_id("history").get_by_role("listitem")
+
+
+def _history_labels(page: Page, action: str) -> list[str]:
+    return page.get_by_role("region", name="Your recent avatars").get_by_role(
+        "link" if action == "Download" else "button", name=re.compile(f"^{action} avatar made ")
+    ).evaluate_all("els => els.map((el) => el.getAttribute('aria-label'))")
+
+
+def _newest_thumb_size(page: Page) -> list[int]:
+    thumb = _history_items(page).first.get_by_role("img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    return thumb.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
+
+def _focused_label(page: Page) -> str:
+    return page.evaluate("document.activeElement?.getAttribute('aria-label') ?? ''")
+
+
 def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp_path):
     page, responses = _open(browser, avatar_app, viewport={"width": 1280, "height": 900})
+    page.get_by_test_id("history-empty").wait_for()  # a first visit: history on, and empty
     page.screenshot(path=artifacts / "1_start_desktop.png", full_page=True)
+    # A full history of older avatars (8 px PNGs): the one made below must push out the oldest.
+    old_png = io.BytesIO()
+    Image.new("RGB", (8, 8), (247, 147, 30)).save(old_png, "PNG")
+    page.evaluate(SEED_HISTORY, [base64.b64encode(old_png.getvalue()).decode(), 8, HISTORY_LIMIT])
+    responses.clear()  # a reload drops the first load's bodies; it fetches them all again
+    _reload(page)
+    expect(_history_items(page)).to_have_count(HISTORY_LIMIT)
 
     # Keyboard only: skip link, then the chooser button; Enter opens the file picker. (Waiting for the picker starts
     # before the first key: Playwright switches its interception on without waiting for the browser.)
@@ -153,6 +225,49 @@ def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp
     assert list(Image.open(io.BytesIO(png)).size) == shown
 
     _assert_no_key_reached_the_browser(page, responses)
+    _check_history(page, artifacts, png, shown)
+
+
+def _check_history(page: Page, artifacts: Path, png: bytes, size: list[int]) -> None:
+    """After the avatar above (`png`, `size`) on top of a full history of 8 px ones (seeds 9000...)."""
+    expect(_history_items(page)).to_have_count(HISTORY_LIMIT)
+    assert _newest_thumb_size(page) == size  # shown at once, without a reload
+    stored = page.evaluate(READ_HISTORY)
+    assert [entry["seed"] for entry in stored] == [*range(9001, 9000 + HISTORY_LIMIT), FAST_JOB["seed"]]  # oldest out
+    newest = stored[-1]
+    assert (newest["width"], newest["height"], newest["type"], newest["bytes"]) == (*size, "image/png", len(png))
+    assert re.fullmatch(r"v\d+", newest["workflowVersion"]), newest
+    assert set(newest) == {"id", "createdAt", "width", "height", "seed", "workflowVersion", "type", "bytes"}
+
+    _reload(page)
+    items = _history_items(page)
+    expect(items).to_have_count(HISTORY_LIMIT)
+    expect(items.first.get_by_role("img")).to_have_attribute("alt", re.compile(r"^Avatar made "))
+    assert _newest_thumb_size(page) == size  # kept over a reload, newest first, decodes
+    page.screenshot(path=artifacts / "6_history_desktop.png", full_page=True)
+
+    downloads, deletes = _history_labels(page, "Download"), _history_labels(page, "Delete")
+    assert len(set(downloads)) == len(set(deletes)) == HISTORY_LIMIT  # each names its avatar
+    with page.expect_download() as download:
+        items.first.get_by_role("link").click()
+    assert re.fullmatch(r"ethmumbai-avatar-\d{8}-\d{6}\.png", download.value.suggested_filename)
+    assert Path(download.value.path()).read_bytes() == png
+
+    # Keyboard: delete the newest; focus lands on the next avatar's delete button.
+    items.first.get_by_role("button").focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(HISTORY_LIMIT - 1)
+    assert _focused_label(page) == deletes[1]
+    assert FAST_JOB["seed"] not in [entry["seed"] for entry in page.evaluate(READ_HISTORY)]
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete all 11 avatars from this device?"
+    page.get_by_role("button", name="Clear history").click()
+    page.get_by_test_id("history-empty").wait_for()
+    assert _focused_text(page) == "Your recent avatars"
+    _reload(page)
+    page.get_by_test_id("history-empty").wait_for()
+    expect(items).to_have_count(0)
+    assert page.evaluate(READ_HISTORY) == []
 
 
 def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artifacts, tmp_path):
@@ -174,6 +289,8 @@ def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artif
     assert message.inner_text() == "We couldn't find a face — try a clearer, front-facing photo."
     assert _focused_text(page) == "That didn't work"  # focus moved to the alert
     page.screenshot(path=artifacts / "4_no_face_mobile.png")
+    expect(page.get_by_test_id("history-empty")).to_be_visible()  # a failed job adds nothing
+    assert page.evaluate(READ_HISTORY) == []
 
     page.get_by_role("button", name="Try another photo").click()
     page.get_by_role("button", name="Choose a photo").wait_for()
@@ -192,6 +309,21 @@ def test_wrong_file_type_is_caught_in_the_browser(avatar_app, browser, artifacts
     assert not [r for r in responses if "/api/jobs" in r.url]  # nothing was uploaded
     page.screenshot(path=artifacts / "5_wrong_type_desktop.png", full_page=True)
 
+
+@pytest.mark.parametrize("no_storage", [
+    "Object.defineProperty(window, 'indexedDB', { value: undefined });",  # no IndexedDB at all
+    "IDBFactory.prototype.open = () => { throw new DOMException('The operation is insecure.', 'SecurityError'); };",
+], ids=["missing", "refused"])
+def test_page_works_without_history_storage(offline_app, browser, tmp_path, no_storage):
+    """Private modes: no IndexedDB, or one that refuses. The history says it is off; the maker still works."""
+    page, _ = _open(browser, offline_app, init_script=no_storage, viewport={"width": 1280, "height": 900})
+    history = page.get_by_test_id("history")
+    expect(history).to_have_attribute("data-state", "off")
+    expect(history).to_contain_text("History is off")
+    page.get_by_test_id("photo-input").set_input_files(_jpeg(skdata.astronaut(), tmp_path / "astronaut.jpg"))
+    message = page.get_by_test_id("error-message")
+    message.wait_for()
+    assert message.get_attribute("data-code") == "ENDPOINT_UNAVAILABLE"  # the upload went out; nothing listens
 
 
 def test_photo_is_turned_upright_and_downscaled_before_upload(offline_app, browser, tmp_path):

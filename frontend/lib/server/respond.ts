@@ -5,13 +5,15 @@ import { RequestError } from "@/lib/server/validate";
 
 const NO_STORE = { "Cache-Control": "no-store" };
 
-export function json(body: unknown, status = 200): Response {
-  return Response.json(body, { status, headers: NO_STORE });
+export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return Response.json(body, { status, headers: { ...NO_STORE, ...headers } });
 }
 
 /** An API error as `{"error": {"code", "message"}}`; unexpected errors are logged and answered generically. */
 export function errorResponse(err: unknown): Response {
-  if (err instanceof RequestError) return json({ error: { code: err.code, message: err.message } }, err.httpStatus);
+  if (err instanceof RequestError) {
+    return json({ error: { code: err.code, message: err.message } }, err.httpStatus, err.headers);
+  }
   if (err instanceof EndpointError) return json({ error: err.error }, err.httpStatus);
   if (err instanceof ConfigError) {
     console.error(`frontend misconfigured: ${err.message}`);

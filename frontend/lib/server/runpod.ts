@@ -81,6 +81,8 @@ function completedView(output: unknown): JobView {
     format: typeof out.format === "string" ? out.format : "png",
     width: intOrUndefined(out.width) ?? 0,
     height: intOrUndefined(out.height) ?? 0,
+    seed: Number.isSafeInteger(out.seed) ? (out.seed as number) : undefined,
+    workflow_version: typeof out.workflow_version === "string" ? out.workflow_version.slice(0, 32) : undefined,
   };
   return { state: "completed", result };
 }

@@ -11,6 +11,7 @@ export class RequestError extends Error {
     readonly code: string,
     message: string,
     readonly httpStatus: number,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }

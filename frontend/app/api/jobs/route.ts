@@ -1,3 +1,4 @@
+import { clientKey, rateLimitConfig, takeJobSlot } from "@/lib/server/rateLimit";
 import { errorResponse, json } from "@/lib/server/respond";
 import { endpointConfig, submitJob } from "@/lib/server/runpod";
 import { avatarJobInput, readJsonLimited } from "@/lib/server/validate";
@@ -6,7 +7,9 @@ import { avatarJobInput, readJsonLimited } from "@/lib/server/validate";
 export async function POST(request: Request): Promise<Response> {
   try {
     const config = endpointConfig();
+    const limit = rateLimitConfig();
     const input = avatarJobInput(await readJsonLimited(request));
+    if (limit) takeJobSlot(clientKey(request), limit); // only jobs that would reach the GPU count
     const id = await submitJob(config, input);
     return json({ id }, 202);
   } catch (err) {
