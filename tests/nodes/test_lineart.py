@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import cv2
 import numpy as np
@@ -86,34 +85,6 @@ def test_learned_method_without_controlnet_aux_is_dependency_missing(tmp_path, m
     with pytest.raises(EthMumbaiError) as info:
         lineart.lineart(torch.rand(1, 8, 8, 3), "hed", 64, [tmp_path])
     assert info.value.code == "DEPENDENCY_MISSING" and "controlnet-aux" in info.value.message
-
-
-def test_learned_method_loads_local_weights_and_resizes_the_result(tmp_path, monkeypatch):
-    """Our adapter around controlnet-aux, with a stand-in detector class (the package is not installed here)."""
-    for name in ("sk_model.pth", "sk_model2.pth"):
-        (tmp_path / name).write_bytes(b"")
-    calls = {}
-
-    class FakeDetector:
-        @classmethod
-        def from_pretrained(cls, path, **kwargs):
-            calls["from_pretrained"] = (path, kwargs)
-            return cls()
-
-        def to(self, device):
-            calls["device"] = device
-            return self
-
-        def __call__(self, pixels, detect_resolution, image_resolution, output_type):
-            calls["call"] = (pixels.shape, pixels.dtype, detect_resolution, image_resolution, output_type)
-            return np.full((image_resolution, image_resolution, 3), 200, np.uint8)
-
-    monkeypatch.setitem(sys.modules, "controlnet_aux.lineart", types.SimpleNamespace(LineartDetector=FakeDetector))
-    result = lineart.lineart(torch.rand(1, 40, 60, 3), "lineart_learned", 64, [tmp_path / "absent", tmp_path])
-    assert calls["from_pretrained"] == (str(tmp_path), {"filename": "sk_model.pth", "coarse_filename": "sk_model2.pth"})
-    assert calls["device"] == "cpu"
-    assert calls["call"] == ((40, 60, 3), np.uint8, 64, 64, "np")
-    assert result.shape == (1, 40, 60, 3) and torch.allclose(result, torch.tensor(200 / 255))
 
 
 def test_learned_weights_agree_with_the_models_manifest():

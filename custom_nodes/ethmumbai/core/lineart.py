@@ -72,10 +72,12 @@ def find_weights(method: LearnedMethod, annotator_dirs: Sequence[Path]) -> Path:
     for folder in annotator_dirs:
         if all((Path(folder) / name).is_file() for name in method.files):
             return Path(folder)
-    wanted = " and ".join(f"annotators/{name}" for name in method.files)
+    # Name only the absent files; if each file is somewhere but no one folder has them all, name them all.
+    missing = [name for name in method.files if not any((Path(f) / name).is_file() for f in annotator_dirs)]
+    wanted = " and ".join(f"annotators/{name}" for name in missing or method.files)
     raise EthMumbaiError(
         MODEL_MISSING,
-        f"{wanted} not found in the ComfyUI 'annotators' model folder; "
+        f"{wanted} not found {'' if missing else 'together '}in the ComfyUI 'annotators' model folder; "
         f"download it with: python scripts/fetch_models.py --only {method.fetch_name}",
     )
 
