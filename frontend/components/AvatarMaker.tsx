@@ -13,7 +13,7 @@ const JOB_DEADLINE_MS = 15 * 60_000; // cold GPU workers can take minutes to sta
 const ACCEPT = "image/jpeg,image/png,image/webp";
 
 type UiState =
-  | { kind: "idle" }
+  | { kind: "idle"; note?: string }
   | { kind: "working"; phase: Phase; progress?: Progress; before?: string }
   | { kind: "done"; before: string; after: string; width: number; height: number }
   | { kind: "error"; error: JobError };
@@ -36,6 +36,13 @@ const sleep = (ms: number, signal: AbortSignal) =>
       { once: true },
     );
   });
+
+/** Ask the server to cancel a job, without waiting (keepalive: it still goes out while the page unloads). */
+function cancelOnServer(id: string): void {
+  fetch(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true }).catch(() => {
+    // Best effort: the person has moved on either way, and there is nothing useful to tell them.
+  });
+}
 
 async function readApi<T>(response: Response): Promise<T> {
   const body = await response.json().catch(() => null);
@@ -85,6 +92,7 @@ export default function AvatarMaker() {
   const resultHeading = useRef<HTMLHeadingElement>(null);
   const errorHeading = useRef<HTMLHeadingElement>(null);
   const abort = useRef<AbortController | null>(null);
+  const jobId = useRef<string | null>(null); // the job this page waits for, until it ends
   const objectUrls = useRef<string[]>([]);
   const focusChooser = useRef(false);
   const history = useAvatarHistory();
@@ -139,6 +147,7 @@ export default function AvatarMaker() {
           signal,
         }),
       );
+      jobId.current = id;
       setState({ kind: "working", phase: "queued", before });
       const view = await waitForJob(id, signal, (update) =>
         setState({
@@ -148,13 +157,18 @@ export default function AvatarMaker() {
           before,
         }),
       );
+      jobId.current = null; // ended: nothing left to cancel
       if (view.state === "failed") throw new JobFailed(view.error);
       const { image, format, width, height, seed, workflow_version: workflowVersion } = view.result;
       const png = await avatarPngBlob(image, format);
+      signal.throwIfAborted(); // cancelled while the avatar was decoded: keep nothing, add nothing to history
       setState({ kind: "done", before, after: makeUrl(png), width, height });
       void addToHistory({ createdAt: Date.now(), png, width, height, seed, workflowVersion });
     } catch (err) {
       if (signal.aborted) return;
+      // The page stopped waiting (timeout, lost connection): cancel the job rather than let it run unseen.
+      if (jobId.current) cancelOnServer(jobId.current);
+      jobId.current = null;
       const error =
         err instanceof JobFailed
           ? err.error
@@ -169,6 +183,27 @@ export default function AvatarMaker() {
     const file = files?.[0];
     if (file) void start(file);
   };
+
+  // Stop waiting at once and tell the server; the page is ready for another photo.
+  const cancel = useCallback(() => {
+    const id = jobId.current;
+    jobId.current = null;
+    abort.current?.abort();
+    if (id) cancelOnServer(id);
+    releaseUrls();
+    focusChooser.current = true;
+    setState({ kind: "idle", note: "Cancelled" });
+  }, []);
+
+  // Leaving or reloading the page abandons the job: cancel it, so that it stops costing GPU time. (pagehide, not
+  // unload: it also fires on mobile and for pages kept in the back-forward cache, which then come back cancelled.)
+  useEffect(() => {
+    const onPageHide = () => {
+      if (jobId.current) cancel();
+    };
+    window.addEventListener("pagehide", onPageHide);
+    return () => window.removeEventListener("pagehide", onPageHide);
+  }, [cancel]);
 
   const reset = () => {
     abort.current?.abort();
@@ -195,6 +230,11 @@ export default function AvatarMaker() {
           }}
         >
           <h2 id="upload-heading">Your photo</h2>
+          {state.note && (
+            <p id="status-note" className="status-note" data-testid="status-note">
+              {state.note}
+            </p>
+          )}
           <p className="hint">Drag a photo here, or choose one. A clear, front-facing face works best.</p>
           <div className="actions">
             <button
@@ -202,6 +242,8 @@ export default function AvatarMaker() {
               type="button"
               className="button button--primary"
               disabled={!hydrated}
+              // Focus lands here after a cancel: the note is read out with the button.
+              aria-describedby={state.note ? "status-note" : undefined}
               onClick={() => fileInput.current?.click()}
             >
               Choose a photo
@@ -245,7 +287,7 @@ export default function AvatarMaker() {
       )}
 
       {state.kind === "working" && (
-        <ProgressPanel phase={state.phase} progress={state.progress} before={state.before} />
+        <ProgressPanel phase={state.phase} progress={state.progress} before={state.before} onCancel={cancel} />
       )}
 
       {state.kind === "done" && (
@@ -303,8 +345,20 @@ export default function AvatarMaker() {
   );
 }
 
-function ProgressPanel({ phase, progress, before }: { phase: Phase; progress?: Progress; before?: string }) {
+function ProgressPanel({
+  phase,
+  progress,
+  before,
+  onCancel,
+}: {
+  phase: Phase;
+  progress?: Progress;
+  before?: string;
+  onCancel: () => void;
+}) {
   const { label, detail, percent } = describeProgress(phase, progress);
+  // Only once the server has the job (queued or running): before that there is nothing to cancel.
+  const cancellable = phase === "queued" || phase === "running";
   return (
     <section aria-labelledby="progress-heading" className="panel progress" aria-busy="true">
       <h2 id="progress-heading">Making your avatar</h2>
@@ -321,6 +375,13 @@ function ProgressPanel({ phase, progress, before }: { phase: Phase; progress?: P
           </p>
         </div>
       </div>
+      {cancellable && (
+        <div className="actions progress__actions">
+          <button type="button" className="button button--secondary" onClick={onCancel}>
+            Cancel
+          </button>
+        </div>
+      )}
     </section>
   );
 }

@@ -1,4 +1,4 @@
-"""Against RunPod's deployed API shape (`/v2/<endpoint>/run`, `GET /status/<id>`), which cannot run here: a
+"""Against RunPod's deployed API shape (`/v2/<endpoint>/run`, `GET /status/<id>`, `POST /cancel/<id>`), which cannot run here: a
 loopback stand-in answers with the documented bodies, and the routes' mapping of each to the page's job view
 is checked. (The browser test runs against the real local worker API.)"""
 
@@ -18,7 +18,8 @@ from tests.frontend.conftest import FAKE_API_KEY, next_server
 
 
 class RunPodStandIn(ThreadingHTTPServer):
-    """Serves `/v2/ep/run` and `/v2/ep/status/<id>`; `statuses[id]` is the body to answer for that job."""
+    """Serves `/v2/ep/run`, `/v2/ep/status/<id>` and `/v2/ep/cancel/<id>`; `statuses[id]` is the body to answer for
+    that job. Cancel turns a queued or running job CANCELLED and answers `{"id", "status"}` (no output)."""
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -48,10 +49,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(401, {"error": "Unauthorized"})
         if method == "POST" and self.path == "/v2/ep/run":
             return self._answer(200, {"id": "job-1", "status": "IN_QUEUE"})
+        if method == "POST" and self.path.startswith("/v2/ep/cancel/"):
+            return self._cancel(self.path.removeprefix("/v2/ep/cancel/"))
         job = self.path.removeprefix("/v2/ep/status/")
         if method == "GET" and job in self.server.statuses:
             return self._answer(200, {"id": job, **self.server.statuses[job]})
         self._answer(404, {"error": "not found"})
+
+    def _cancel(self, job: str) -> None:
+        status = self.server.statuses.get(job)
+        if status is None:
+            return self._answer(404, {"error": "not found"})
+        if status["status"] in ("IN_QUEUE", "IN_PROGRESS"):
+            status = self.server.statuses[job] = {"status": "CANCELLED"}
+        self._answer(200, {"id": job, "status": status["status"]})
 
     def do_GET(self):  # noqa: N802
         self._handle("GET")
@@ -136,11 +147,53 @@ def test_status_maps_to_the_page_view(cloud_app, runpod, status, view):
     assert runpod.seen[-1][:3] == ("GET", "/v2/ep/status/job-2", f"Bearer {FAKE_API_KEY}")
 
 
+CANCELLED = {"state": "failed", "error": {"code": "CANCELLED", "message": "The job was cancelled"}}
+
+
+def test_cancel_reaches_runpod_with_the_key(cloud_app, runpod):
+    app, _ = cloud_app
+    runpod.statuses["job-3"] = {"status": "IN_PROGRESS", "output": {"stage": "sampling", "step": 3, "steps": 20}}
+    response = requests.delete(f"{app}/api/jobs/job-3", timeout=30)
+    assert response.status_code == 200 and response.json() == CANCELLED
+    assert runpod.seen[-1][:3] == ("POST", "/v2/ep/cancel/job-3", f"Bearer {FAKE_API_KEY}")
+    assert FAKE_API_KEY not in response.text
+    assert requests.get(f"{app}/api/jobs/job-3", timeout=30).json() == CANCELLED  # the same mapping as a poll
+
+
+def test_cancelling_a_finished_job_answers_its_final_state(cloud_app, runpod):
+    """RunPod's cancel answer carries no output: the final state comes from /status, unchanged and not an error."""
+    app, _ = cloud_app
+    runpod.statuses["job-4"] = {"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png",
+                                                                  "width": 8, "height": 8, "seed": 1}}
+    response = requests.delete(f"{app}/api/jobs/job-4", timeout=30)
+    assert response.status_code == 200
+    assert response.json() == {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png",
+                                                                "width": 8, "height": 8, "seed": 1}}
+    assert [request[:2] for request in runpod.seen[-2:]] == [("POST", "/v2/ep/cancel/job-4"),
+                                                              ("GET", "/v2/ep/status/job-4")]
+
+
+@pytest.mark.parametrize(("job_id", "status", "code"), [
+    ("not..an-id", 400, "INVALID_INPUT"), ("a" * 129, 400, "INVALID_INPUT"), ("unknown-job", 404, "JOB_NOT_FOUND"),
+])
+def test_cancel_checks_the_job_id(cloud_app, runpod, job_id, status, code):
+    app, _ = cloud_app
+    seen = len(runpod.seen)
+    response = requests.delete(f"{app}/api/jobs/{job_id}", timeout=30)
+    assert response.status_code == status and response.json()["error"]["code"] == code
+    assert response.headers["Cache-Control"] == "no-store"
+    # A malformed id never reaches RunPod; a well-formed unknown one is RunPod's 404.
+    assert [path for _, path, _, _ in runpod.seen[seen:]] == ([] if status == 400 else [f"/v2/ep/cancel/{job_id}"])
+
+
 def test_rejected_key_is_a_coded_error_and_never_logged(frontend_build, runpod, tmp_path):
     log = tmp_path / "next.log"
     with next_server(runpod.endpoint_url, log, api_key="rpa_WRONG_KEY_0451") as app:
-        response = requests.get(f"{app}/api/jobs/job-2", timeout=30)
-    assert response.status_code == 502
-    assert response.json()["error"]["code"] == "ENDPOINT_UNAVAILABLE"
+        responses = [requests.get(f"{app}/api/jobs/job-2", timeout=30),
+                     requests.delete(f"{app}/api/jobs/job-2", timeout=30)]
+    for response in responses:
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "ENDPOINT_UNAVAILABLE"
     text = log.read_text()
-    assert "HTTP 401" in text and "rpa_WRONG_KEY_0451" not in text
+    assert "HTTP 401 to GET status" in text and "HTTP 401 to POST cancel" in text
+    assert "rpa_WRONG_KEY_0451" not in text

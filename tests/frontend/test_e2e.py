@@ -7,17 +7,21 @@ from __future__ import annotations
 import base64
 import io
 import re
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from skimage import data as skdata
 
 from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, next_server
-from tests.worker.server import start_worker
+from tests.worker.server import WorkerServer, start_worker
+from tests.helpers.waiting import wait_until
 from worker.comfy_process import free_port
 
 pytestmark = pytest.mark.browser
@@ -93,8 +97,14 @@ def _jpeg(pixels, path: Path) -> Path:
     return path
 
 
+@dataclass
+class LocalStack:
+    url: str  # the app's
+    worker: WorkerServer
+
+
 @pytest.fixture(scope="module")
-def avatar_app(frontend_build, worker_env, tmp_path_factory) -> Iterator[str]:
+def local_stack(frontend_build, worker_env, tmp_path_factory) -> Iterator[LocalStack]:
     """`next start` pointed at the worker's local API; the worker's SDK posts progress to the app's collector."""
     stack = tmp_path_factory.mktemp("stack")
     next_port = free_port()
@@ -102,9 +112,14 @@ def avatar_app(frontend_build, worker_env, tmp_path_factory) -> Iterator[str]:
     worker = start_worker(stack / "worker", {**worker_env, "RUNPOD_WEBHOOK_POST_OUTPUT": progress_url})
     try:
         with next_server(worker.url, stack / "next.log", port=next_port, job_params=FAST_JOB) as url:
-            yield url
+            yield LocalStack(url, worker)
     finally:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def avatar_app(local_stack) -> str:
+    return local_stack.url
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +311,78 @@ def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artif
     page.get_by_role("button", name="Choose a photo").wait_for()
     assert _focused_text(page) == "Choose a photo"
     _assert_no_key_reached_the_browser(page, responses)
+
+
+CANCELLED_VIEW = {"state": "failed", "error": {"code": "CANCELLED", "message": "The job was cancelled"}}
+
+
+# ComfyUI skips a prompt identical to the one before (its output cache): each cancelled job gets a photo of its own,
+# so that it really runs on the worker.
+MIRRORED_ASTRONAUT = skdata.astronaut()[:, ::-1]
+DARKER_ASTRONAUT = (skdata.astronaut() * 0.85).astype(np.uint8)
+
+
+def _start_job_on_the_worker(page: Page, photo: Path) -> str:
+    """Choose `photo`; return its job id once the worker reports progress (the job runs there, not just queued)."""
+    with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as posted:
+        page.get_by_test_id("photo-input").set_input_files(photo)
+    worker_stage = re.compile("|".join(map(re.escape, WORKER_STAGE_LABELS)))
+    page.get_by_test_id("progress-label").filter(has_text=worker_stage).wait_for(timeout=JOB_TIMEOUT_MS)
+    return posted.value.json()["id"]
+
+
+def _wait_for_the_worker_to_end(stack: LocalStack, job_id: str) -> None:
+    """The local worker API cannot stop a job: it runs to the end. Wait for that, so that the late result has come
+    back to the app, and so that the tests after this one find the worker idle."""
+    wait_until(lambda: re.search(rf"job {job_id} (done in|failed)", stack.worker.log()), JOB_TIMEOUT_MS / 1000,
+                f"the worker to finish job {job_id}")
+    assert stack.worker.comfy_queue() == ([], [])
+
+
+def _job_view(stack: LocalStack, job_id: str) -> dict:
+    return requests.get(f"{stack.url}/api/jobs/{job_id}", timeout=30).json()
+
+
+def test_cancel_returns_to_the_chooser_and_keeps_nothing(local_stack, browser, artifacts, tmp_path):
+    """Cancel (by keyboard) while the worker runs the job: the page is back to the chooser at once with a note, stops
+    polling, and the job says CANCELLED, also once the worker has finished it; history gains nothing."""
+    page, _ = _open(browser, local_stack.url, viewport={"width": 1280, "height": 900})
+    sent = []
+    page.on("request", lambda request: sent.append(request))
+    page.get_by_test_id("history-empty").wait_for()
+    job_id = _start_job_on_the_worker(page, _jpeg(MIRRORED_ASTRONAUT, tmp_path / "mirrored.jpg"))
+
+    cancel = page.get_by_role("region", name="Making your avatar").get_by_role("button", name="Cancel")
+    cancel.focus()
+    with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        page.keyboard.press("Enter")
+    # (Playwright never yields the body of a keepalive fetch; the API's answers are read directly below.)
+    assert deleted.value.url == f"{local_stack.url}/api/jobs/{job_id}" and deleted.value.status == 200
+    chooser = page.get_by_role("button", name="Choose a photo")
+    expect(chooser).to_be_focused()
+    expect(chooser).to_have_accessible_description("Cancelled")  # read out with the button focus lands on
+    expect(page.get_by_test_id("status-note")).to_have_text("Cancelled")
+    expect(page.get_by_role("region", name="Making your avatar")).to_have_count(0)
+    page.screenshot(path=artifacts / "7_cancelled_desktop.png", full_page=True)
+    assert _job_view(local_stack, job_id) == CANCELLED_VIEW
+    again = requests.delete(f"{local_stack.url}/api/jobs/{job_id}", timeout=30)
+    assert again.status_code == 200 and again.json() == CANCELLED_VIEW  # an ended job: its final state
+
+    _wait_for_the_worker_to_end(local_stack, job_id)
+    assert _job_view(local_stack, job_id) == CANCELLED_VIEW  # the worker's late result was dropped
+    calls = [r.method for r in sent if r.url.endswith(f"/api/jobs/{job_id}")]
+    assert calls.count("DELETE") == 1 and calls[-1] == "DELETE", calls  # no poll after the cancel
+    expect(page.get_by_test_id("history-empty")).to_be_visible()
+    assert page.evaluate(READ_HISTORY) == []
+
+
+def test_leaving_the_page_cancels_the_job(local_stack, browser, tmp_path):
+    """pagehide sends the DELETE (a keepalive fetch, which Playwright does not see from a page being left)."""
+    page, _ = _open(browser, local_stack.url, viewport={"width": 1280, "height": 900})
+    job_id = _start_job_on_the_worker(page, _jpeg(DARKER_ASTRONAUT, tmp_path / "darker.jpg"))
+    page.goto("about:blank")
+    wait_until(lambda: _job_view(local_stack, job_id) == CANCELLED_VIEW, 30, "the job to be cancelled")
+    _wait_for_the_worker_to_end(local_stack, job_id)
 
 
 def test_wrong_file_type_is_caught_in_the_browser(avatar_app, browser, artifacts, tmp_path):

@@ -6,18 +6,11 @@ After each, ComfyUI's queue and history are empty again and the next valid job s
 from __future__ import annotations
 
 import threading
-import time
 
+from tests.helpers.waiting import wait_until
 from tests.worker.conftest import WORKFLOW, avatar_job
 
 COMFY_INTERRUPTED = "Processing interrupted"  # ComfyUI 0.3.75's log line (execution.py) for an interrupted prompt
-
-
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _slow_job(seed: int) -> dict:
@@ -35,10 +28,10 @@ def test_deadline_exceeded_interrupts_and_frees(worker_server):
     code, message = worker_server.fail({**_slow_job(seed=501), "timeout": 1.0})
     assert code == "TIMEOUT", message
     # The prompt was stopped, not left to finish: ComfyUI logs the interrupt the worker sent.
-    _wait_until(lambda: worker_server.log().count(COMFY_INTERRUPTED) > interrupts, 30, "ComfyUI's interrupt")
+    wait_until(lambda: worker_server.log().count(COMFY_INTERRUPTED) > interrupts, 30, "ComfyUI's interrupt")
     # The interrupted prompt leaves ComfyUI's queue and its history entry is deleted once ComfyUI files it.
-    _wait_until(lambda: worker_server.comfy_queue() == ([], []), 30, "the queue to empty")
-    _wait_until(lambda: worker_server.comfy_history() == {}, 10, "the history to be deleted")
+    wait_until(lambda: worker_server.comfy_queue() == ([], []), 30, "the queue to empty")
+    wait_until(lambda: worker_server.comfy_history() == {}, 10, "the history to be deleted")
     worker_server.succeed(avatar_job(seed=502))
 
 
@@ -47,7 +40,7 @@ def test_comfyui_killed_mid_job_is_comfy_crashed_then_restarted(worker_server):
     result = {}
     job = threading.Thread(target=lambda: result.update(worker_server.runsync(_slow_job(seed=601))))
     job.start()
-    _wait_until(lambda: worker_server.comfy_queue()[0], 60, "the prompt to start running")
+    wait_until(lambda: worker_server.comfy_queue()[0], 60, "the prompt to start running")
     comfy.kill()
     job.join(120)
     assert result["status"] == "FAILED"

@@ -168,8 +168,12 @@ function pruneLocalJobs(now = Date.now()): void {
   }
 }
 
+/** The first end wins: a job cancelled here stays cancelled, and the worker's late result is dropped. */
 function finishLocalJob(id: string, view: JobView): void {
-  localJobs.set(id, { view, finishedAt: Date.now() });
+  const job = localJobs.get(id);
+  if (!job || job.finishedAt !== undefined) return; // cancelled (or cancelled and already pruned)
+  job.view = view;
+  job.finishedAt = Date.now();
 }
 
 async function runLocalJob(config: EndpointConfig, id: string): Promise<void> {
@@ -195,7 +199,7 @@ export function recordLocalProgress(id: string, body: unknown): boolean {
   return true;
 }
 
-// ---- the two operations the routes use ----
+// ---- the operations the routes use ----
 
 export async function submitJob(config: EndpointConfig, input: Record<string, unknown>): Promise<string> {
   const job = { input: { ...config.jobParams, ...input } };
@@ -219,4 +223,19 @@ export async function jobStatus(config: EndpointConfig, id: string): Promise<Job
   const job = localJobs.get(id);
   if (!job) throw new EndpointError({ code: "JOB_NOT_FOUND", message: "No such job" }, 404);
   return job.view;
+}
+
+/**
+ * Cancel a job; answers its view afterwards: cancelled, or its final state if it had already ended. The local
+ * worker API cannot stop a job: it runs on to the end, and its result is dropped when it comes (finishLocalJob).
+ */
+export async function cancelJob(config: EndpointConfig, id: string): Promise<JobView> {
+  if (config.local) {
+    finishLocalJob(id, viewFromStatus({ status: "CANCELLED" }));
+    return jobStatus(config, id);
+  }
+  const body = await callEndpoint(config, "POST", `/cancel/${id}`, undefined, REQUEST_TIMEOUT_MS);
+  const cancelled = (body as { status?: unknown } | null)?.status === "CANCELLED";
+  // A job that had already ended keeps its final state; /status has it (the cancel answer carries no output).
+  return cancelled ? viewFromStatus(body) : jobStatus(config, id);
 }

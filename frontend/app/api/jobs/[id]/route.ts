@@ -1,14 +1,31 @@
 import { JOB_ID_PATTERN } from "@/lib/jobs";
 import { errorResponse, json } from "@/lib/server/respond";
-import { endpointConfig, jobStatus } from "@/lib/server/runpod";
+import { cancelJob, endpointConfig, jobStatus } from "@/lib/server/runpod";
 import { RequestError } from "@/lib/server/validate";
 
+type Context = { params: Promise<{ id: string }> };
+
+async function jobId({ params }: Context): Promise<string> {
+  const { id } = await params;
+  if (!JOB_ID_PATTERN.test(id)) throw new RequestError("INVALID_INPUT", "Bad job id", 400);
+  return id;
+}
+
 /** Poll a job: → `JobView` (queued | running with progress | completed with result | failed with error). */
-export async function GET(_request: Request, { params }: { params: Promise<{ id: string }> }): Promise<Response> {
+export async function GET(_request: Request, context: Context): Promise<Response> {
   try {
-    const { id } = await params;
-    if (!JOB_ID_PATTERN.test(id)) throw new RequestError("INVALID_INPUT", "Bad job id", 400);
+    const id = await jobId(context);
     return json(await jobStatus(endpointConfig(), id));
+  } catch (err) {
+    return errorResponse(err);
+  }
+}
+
+/** Cancel a job: → its `JobView` afterwards (failed with CANCELLED, or its final state if it had already ended). */
+export async function DELETE(_request: Request, context: Context): Promise<Response> {
+  try {
+    const id = await jobId(context);
+    return json(await cancelJob(endpointConfig(), id));
   } catch (err) {
     return errorResponse(err);
   }
