@@ -62,7 +62,8 @@ def test_avatar_end_to_end(worker_server):
 
 
 def _progress_of(server, job_id: str, settle: float = 5.0) -> list[dict]:
-    """The SDK posts progress from threads of its own: wait until the last stage has arrived."""
+    """The job's updates go out before its result, but the worker waits for them at most 2 s (PROGRESS_FLUSH_S):
+    on a slow machine the last may land just after; wait for it."""
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline:
         stages = server.progress.for_job(job_id)

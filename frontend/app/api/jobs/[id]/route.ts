@@ -1,6 +1,6 @@
-import { JOB_ID_PATTERN } from "@/lib/jobs";
+import { JOB_ID_PATTERN, type JobView } from "@/lib/jobs";
 import { errorResponse, json } from "@/lib/server/respond";
-import { cancelJob, endpointConfig, jobStatus } from "@/lib/server/runpod";
+import { cancelJob, type EndpointConfig, endpointConfig, jobStatus } from "@/lib/server/runpod";
 import { RequestError } from "@/lib/server/validate";
 
 type Context = { params: Promise<{ id: string }> };
@@ -11,22 +11,22 @@ async function jobId({ params }: Context): Promise<string> {
   return id;
 }
 
-/** Poll a job: → `JobView` (queued | running with progress | completed with result | failed with error). */
-export async function GET(_request: Request, context: Context): Promise<Response> {
+/** One job's view from `operation`, or the route's coded error (a bad id never reaches the endpoint). */
+async function answer(context: Context, operation: (config: EndpointConfig, id: string) => Promise<JobView>) {
   try {
     const id = await jobId(context);
-    return json(await jobStatus(endpointConfig(), id));
+    return json(await operation(endpointConfig(), id));
   } catch (err) {
     return errorResponse(err);
   }
 }
 
+/** Poll a job: → `JobView` (queued | running with progress | completed with result | failed with error). */
+export async function GET(_request: Request, context: Context): Promise<Response> {
+  return answer(context, jobStatus);
+}
+
 /** Cancel a job: → its `JobView` afterwards (failed with CANCELLED, or its final state if it had already ended). */
 export async function DELETE(_request: Request, context: Context): Promise<Response> {
-  try {
-    const id = await jobId(context);
-    return json(await cancelJob(endpointConfig(), id));
-  } catch (err) {
-    return errorResponse(err);
-  }
+  return answer(context, cancelJob);
 }
