@@ -29,6 +29,7 @@ from runpod.serverless.modules.rp_http import send_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
+from worker.analytics import EventSink, job_event  # noqa: E402
 from worker.comfy_client import PromptRejected  # noqa: E402
 from worker.comfy_process import ComfyBootError  # noqa: E402
 from worker.errors import (  # noqa: E402
@@ -134,6 +135,8 @@ class Worker:
         self.schema = JobSchema(workflows)
         self.store = store
         self.settings = settings
+        self.events = EventSink(store)
+        self.gpu: str | None = None  # ComfyUI's device, named in each job's event
         # The result cache needs every model pinned by hash; computed once, only where there is a store.
         self.model_hashes = {v: wf.model_hashes() for v, wf in workflows.items()} if store is not None else {}
         for version in (v for v, hashes in self.model_hashes.items() if hashes is None):
@@ -145,6 +148,7 @@ class Worker:
 
     def boot(self) -> None:
         self.supervisor.ready()
+        self.gpu = self.supervisor.device_name()
         self.check_nodes()
         if self.settings.warmup:
             self.warm_up()
@@ -177,19 +181,27 @@ class Worker:
         """The handler's body: never raises, so one bad job never takes the worker down."""
         started = time.monotonic()
         job_id = str(job.get("id", "?"))
+        request: JobRequest | None = None
+        result: dict | None = None
+        code: str | None = None
         try:
             request = self.schema.parse(job.get("input"))
             result = self._run(job, request, started)
-            log.info("job %s done in %.2f s", job_id, result["timings"]["total"])
             return result
         except WorkerError as err:
-            log.info("job %s failed: %s", job_id, err.code)
+            code = err.code
             return err.to_output()
         except Exception:
             log.exception("job %s: unexpected worker error", job_id)
-            return WorkerError(COMFY_EXECUTION, "unexpected worker error; see the worker log").to_output()
+            code = COMFY_EXECUTION
+            return WorkerError(code, "unexpected worker error; see the worker log").to_output()
         finally:
             self.supervisor.process.clear_io_dirs()
+            self.events.emit(job_event(
+                job_id, workflow_version=request.workflow.version if request else None, style=None,
+                size=request.params.get("size") if request else None,
+                timings=result["timings"] if result else {"total": time.monotonic() - started},
+                cached=bool(result and result["cached"]), error_code=code, gpu=self.gpu))
 
     def _run(self, job: dict, request: JobRequest, started: float) -> dict:
         if request.return_mode != "base64" and self.store is None:

@@ -5,6 +5,7 @@ Layout in the bucket, under ``STORAGE_PREFIX`` (so one bucket can serve several 
     <prefix>/<user-or-anon>/<YYYY-MM-DD>/<job>.<ext>    results, UTC date; history() lists them newest first
     <prefix>/cache/<sha256>.<ext>                       cached results, keyed by cache_key()
     <prefix>/cache/<sha256>.json                        the entry's metadata, written last: it marks the entry complete
+    <prefix>/events/day=<YYYY-MM-DD>/<time>-<job>.jsonl  one analytics event per job (worker/analytics.py)
 
 Every failure of the store is a ``StorageError`` whose message says what to fix and never holds a
 credential, a presigned URL or botocore's own text. Retention: docs/storage.md (lifecycle rule) and
@@ -46,6 +47,7 @@ MAX_URL_TTL = 7 * 24 * 3600  # SigV4 presigned URLs cannot outlive a week
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 ANON = "anon"
 CACHE_DIR = "cache"
+EVENTS_DIR = "events"
 
 EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
@@ -58,7 +60,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CACHE_KEY = re.compile(r"[0-9a-f]{64}")
-_RESERVED_USERS = frozenset({ANON, CACHE_DIR})
+_RESERVED_USERS = frozenset({ANON, CACHE_DIR, EVENTS_DIR})
 _CREDENTIAL_CODES = frozenset({
     "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken",
     "AuthorizationHeaderMalformed", "Unauthorized", "401", "403",
@@ -312,6 +314,27 @@ class ResultStore:
             self._client.put_object(Bucket=self.config.bucket, Key=meta_key, Body=entry.encode(),
                                     ContentType="application/json")
         return StoredObject(key=data_key, url=self.presign(data_key), metadata=obj.metadata, size=obj.size)
+
+    # ---- analytics events
+
+    def put_event(self, line: str, job_id: str, at: datetime) -> str:
+        """Store one job's event (a JSON line) under its UTC day: one object per job, so workers never contend."""
+        day, stamp = at.astimezone(UTC).strftime("%Y-%m-%d"), at.astimezone(UTC).strftime("%H%M%S%f")
+        key = self._key(EVENTS_DIR, f"day={day}", f"{stamp}-{safe_segment(job_id)}.jsonl")
+        with self._errors("write an analytics event"):
+            self._client.put_object(Bucket=self.config.bucket, Key=key, Body=line.encode() + b"\n",
+                                    ContentType="application/x-ndjson")
+        return key
+
+    def event_lines(self, since: datetime) -> Iterator[str]:
+        """Every event line of the UTC days from ``since``'s day on (the caller filters by the events' own time)."""
+        base = self._key(EVENTS_DIR) + "/"
+        first = f"{base}day={since.astimezone(UTC):%Y-%m-%d}/"
+        with self._errors("read analytics events"):
+            days = sorted(p["Prefix"] for p in self._list(base, delimiter="/", part="CommonPrefixes"))
+            for day in (d for d in days if d >= first):
+                for obj in self._list(day):
+                    yield from (self._get(obj["Key"]) or b"").decode().splitlines()
 
     # ---- retention
 

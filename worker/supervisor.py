@@ -79,6 +79,14 @@ class Supervisor:
         self.generation += 1
         log.info("ComfyUI ready at %s (pid %s) after %.1f s", self.process.url, self.process.pid, waited)
 
+    def device_name(self) -> str | None:
+        """ComfyUI's torch device as it names it (``cuda:0 NVIDIA H100 80GB HBM3 : cudaMallocAsync``, ``cpu``)."""
+        try:
+            devices = requests.get(f"{self.process.url}/system_stats", timeout=5).json().get("devices") or [{}]
+        except (requests.RequestException, ValueError):
+            return None
+        return devices[0].get("name")
+
     def _answers(self) -> bool:
         try:
             return requests.get(f"{self.process.url}/system_stats", timeout=5).ok
