@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` (install + the main job) and `make test`.
+# The two commands of the README: `make run` (install + the main job) and `make test` (install + the tests).
+# Set-up is idempotent and skips what is already installed, so both run it first.
 .PHONY: setup run test lint
 
 setup:
@@ -7,7 +8,7 @@ setup:
 run: setup
 	bash scripts/run_stack.sh
 
-test:
+test: setup
 	.venv/bin/python -m pytest
 
 lint:

@@ -42,5 +42,15 @@ pids+=($!)
 RUNPOD_ENDPOINT_URL="http://127.0.0.1:${API_PORT}" npm --prefix frontend start -- -H 127.0.0.1 -p "$WEB_PORT" &
 pids+=($!)
 
-echo "run_stack: web page http://127.0.0.1:${WEB_PORT}  worker API http://127.0.0.1:${API_PORT}  ComfyUI http://127.0.0.1:${COMFY_PORT}"
+# The URLs are printed only once all three answer (the worker's API opens after its ComfyUI booted).
+urls=("http://127.0.0.1:${COMFY_PORT}/system_stats" "http://127.0.0.1:${API_PORT}/" "http://127.0.0.1:${WEB_PORT}/")
+for url in "${urls[@]}"; do
+  until curl -fs -o /dev/null --max-time 5 "$url"; do
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "run_stack: a service exited before $url answered; see the log above" >&2; exit 1; }
+    done
+    sleep 1
+  done
+done
+echo "run_stack: ready: web page http://127.0.0.1:${WEB_PORT}  worker API http://127.0.0.1:${API_PORT}  ComfyUI http://127.0.0.1:${COMFY_PORT}"
 wait -n "${pids[@]}"
