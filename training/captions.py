@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from training.dataset import InputError
+
 DEFAULT_TEMPLATE = "{trigger}"
 
 
@@ -14,7 +16,7 @@ def read_csv(path: Path) -> dict[str, str]:
         reader = csv.DictReader(handle)
         missing = {"file", "caption"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: needs the columns file,caption (missing {', '.join(sorted(missing))})")
+            raise InputError(f"{path}: needs the columns file,caption (missing {', '.join(sorted(missing))})")
         return {row["file"].strip(): row["caption"].strip() for row in reader if row["file"].strip()}
 
 

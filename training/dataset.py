@@ -17,6 +17,10 @@ from scripts.fetch_models import sha256_file
 SPLITS = ("train", "val")
 
 
+class InputError(Exception):
+    """A problem with what the user gave (files, folders, options): printed as one line, no traceback."""
+
+
 @dataclass(frozen=True)
 class Item:
     image: Path
@@ -31,9 +35,13 @@ def split_items(root: Path, split: str) -> list[Item]:
     for image in sorted((root / split).glob("*.png")):
         caption_file = image.with_suffix(".txt")
         if not caption_file.is_file():
-            raise FileNotFoundError(f"{image} has no caption file {caption_file.name}")
-        with Image.open(image) as pil:
-            width, height = pil.size
+            raise InputError(f"{image} has no caption file {caption_file.name} (write one, or delete the image)")
+        try:
+            with Image.open(image) as pil:
+                pil.verify()  # reads the whole file: a truncated PNG fails here, not hours into training
+                width, height = pil.size
+        except (OSError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken PNG chunks
+            raise InputError(f"{image} is not a readable image ({exc}); delete it or prepare the dataset again") from exc
         items.append(Item(image, caption_file.read_text(encoding="utf-8").strip(), width, height))
     return items
 

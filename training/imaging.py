@@ -70,13 +70,16 @@ def largest_rect(width: int, height: int, aspect: float) -> tuple[int, int]:
     return width, max(1, min(height, round(width / aspect)))
 
 
+MAX_ASPECT = 2.0
+
+
 def buckets(size: int, step: int = 64) -> list[tuple[int, int]]:
     """Bucket sizes (w, h): multiples of ``step``, area at most ``size``², aspect between 1:2 and 2:1."""
     area = size * size
     out = set()
-    for width in range(size // 2, 2 * size + 1, step):
+    for width in range(size, 2 * size + 1, step):
         height = (area // width) // step * step
-        if size // 2 <= height <= 2 * size:
+        if height and width <= MAX_ASPECT * height:
             out.update({(width, height), (height, width)})
     return sorted(out)
 

@@ -1,17 +1,21 @@
 """Turn a folder of raw style images into a training set, with a report of what was dropped and why.
 
     python -m training.prepare_dataset RAW_DIR OUT_DIR --trigger ethmumbai_style [--captions captions.csv]
-        [--size 1024 | --buckets] [--val-fraction 0.1]
+        [--size 1024] [--square] [--val-fraction 0.1]
 
-Each image is EXIF-rotated and made RGB, deduplicated by perceptual hash, cropped around the
-largest face found by the node pack's own detector (the same one the avatar workflow uses), or
-around the detail when there is no face, resized to ``size``² (or the nearest aspect bucket, steps
-of 64), captioned with the trigger word first, and put in ``train/`` or ``val/``.
+Each image is EXIF-rotated and made RGB, deduplicated by perceptual hash, cropped to the nearest
+aspect bucket (sides in steps of 64, area at most ``size``², between 1:2 and 2:1) centred on the
+largest face found by the node pack's own detector (the same one the avatar workflow uses), or on
+the detail when there is no face (``--square``: ``size``² head-and-shoulders crops instead),
+captioned with the trigger word first, and put in ``train/`` or ``val/``. Images that had to be
+enlarged are listed in the report with their factor.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import random
 import re
@@ -25,16 +29,21 @@ from PIL import Image
 
 from custom_nodes.ethmumbai.core import crop, face
 from training import captions, imaging
-from training.dataset import dataset_hash
+from training.dataset import InputError, dataset_hash
 
 IGNORED_SUFFIXES = frozenset({".txt", ".csv", ".json", ".md"})
+# Fewer usable images than this is an error: a style needs variety (20-40 recommended), and one goes to val/.
+MIN_IMAGES = 5
+RECOMMENDED_IMAGES = 20
+# mediapipe 0.10.21 under protobuf 5+ prints this (harmless: detection works) while its bindings load.
+PROTOBUF_NOISE = "'MessageFactory' object has no attribute 'GetPrototype'"
 
 
 @dataclass(frozen=True)
 class Settings:
     trigger: str
     size: int = 1024
-    use_buckets: bool = False
+    use_buckets: bool = True
     template: str = captions.DEFAULT_TEMPLATE
     margin: float = 0.6  # as the avatar workflow's face crop: head and some shoulders
     detector: str = "auto"
@@ -60,10 +69,14 @@ class Report:
     settings: dict
     kept: list[dict] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
     unused_captions: list[str] = field(default_factory=list)
 
     def drop(self, source: Source, reason: str, detail: str) -> None:
         self.dropped.append({"source": source.relative.as_posix(), "reason": reason, "detail": detail})
+
+    def warn(self, source: Source, reason: str, detail: str, **extra) -> None:
+        self.warnings.append({"source": source.relative.as_posix(), "reason": reason, "detail": detail} | extra)
 
 
 def find_sources(raw_dir: Path, report: Report) -> list[Source]:
@@ -136,8 +149,31 @@ def crop_region(pixels: np.ndarray, found: face.Face | None, out_w: int, out_h: 
 
 
 def detect(pixels: np.ndarray, settings: Settings) -> face.Face | None:
+    if settings.detector in ("auto", "mediapipe"):
+        import_quietly("mediapipe")
     faces = face.detect_faces(pixels, settings.detector, settings.min_confidence)
     return face.choose_face(faces, "largest") if faces else None
+
+
+def import_quietly(module: str) -> None:
+    """Import ``module`` (if installed) with its import-time protobuf noise dropped from stderr; other
+    output passes through. A missing module is left for the face detector to report (or fall back)."""
+    if module in sys.modules:
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            __import__(module)
+    except ImportError:
+        pass
+    finally:
+        noise = captured.getvalue().replace(f"AttributeError: {PROTOBUF_NOISE}\n", "")
+        sys.stderr.write(noise)
+
+
+def upscale_factor(region: tuple[int, int, int, int], out_w: int, out_h: int) -> float:
+    """How much the crop region is enlarged to fill the output (1.0 or less: not enlarged)."""
+    return max(out_w / region[2], out_h / region[3])
 
 
 def split_names(count: int, fraction: float, seed: int) -> list[str]:
@@ -158,12 +194,19 @@ def slug(text: str) -> str:
 def prepare(raw_dir: Path, out_dir: Path, settings: Settings, captions_csv: Path | None = None) -> Report:
     """Write ``out_dir/{train,val}/NNNN_name.{png,txt}``, ``report.json`` and ``report.txt``."""
     if not raw_dir.is_dir():
-        raise FileNotFoundError(f"raw image folder {raw_dir} does not exist")
+        raise InputError(f"raw image folder {raw_dir} does not exist")
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty; choose a new folder (prepared sets are never mixed)")
+        raise InputError(f"{out_dir} is not empty; choose a new folder (prepared sets are never mixed)")
+    if captions_csv is not None and not captions_csv.is_file():
+        raise InputError(f"captions file {captions_csv} does not exist (--captions takes a CSV with columns "
+                         "file,caption)")
     report = Report(settings=asdict(settings) | {"raw_dir": str(raw_dir), "captions_csv": str(captions_csv or "")})
     table = captions.read_csv(captions_csv) if captions_csv else {}
     sources = dedupe(measure(find_sources(raw_dir, report), settings, report), settings.dedupe_distance, report)
+    if len(sources) < MIN_IMAGES:
+        dropped = "".join(f"\n  {d['source']}: {d['reason']} ({d['detail']})" for d in report.dropped)
+        raise InputError(f"only {len(sources)} usable images in {raw_dir}; at least {MIN_IMAGES} are needed "
+                         f"({RECOMMENDED_IMAGES}-40 recommended)" + (f". Dropped:{dropped}" if dropped else ""))
 
     prepared = []
     for source in sources:
@@ -174,6 +217,10 @@ def prepare(raw_dir: Path, out_dir: Path, settings: Settings, captions_csv: Path
             continue
         out_w, out_h = target_size(source.width, source.height, settings)
         x, y, w, h = crop_region(pixels, found, out_w, out_h, settings)
+        factor = upscale_factor((x, y, w, h), out_w, out_h)
+        if factor > 1.0:
+            report.warn(source, "upscaled", f"enlarged {factor:.2f}x ({w}x{h} of {source.width}x{source.height} "
+                        f"to {out_w}x{out_h}): may look soft; a larger original is better", factor=round(factor, 3))
         resized = crop.resize(np.ascontiguousarray(pixels[y:y + h, x:x + w]), out_w, out_h)
         text, origin = captions.caption_for(source.path, source.relative, settings.trigger, table, settings.template)
         prepared.append((source, resized, text, {"crop": "face" if found else "subject", "region": [x, y, w, h],
@@ -201,6 +248,7 @@ def counts(report: Report) -> dict:
         "val": sum(k["split"] == "val" for k in kept),
         "dropped": len(report.dropped),
         "dropped_by_reason": dict(Counter(d["reason"] for d in report.dropped)),
+        "warnings": len(report.warnings),
         "crops": dict(Counter(k["crop"] for k in kept)),
         "caption_sources": dict(Counter(k["caption_from"] for k in kept)),
         "sizes": dict(Counter("x".join(map(str, k["size"])) for k in kept)),
@@ -214,9 +262,15 @@ def summary(report: Report) -> str:
              "Sizes: " + ", ".join(f"{size} x{n}" for size, n in sorted(c["sizes"].items())),
              "Crops: " + ", ".join(f"{kind} {n}" for kind, n in sorted(c["crops"].items())),
              "Captions from: " + ", ".join(f"{kind} {n}" for kind, n in sorted(c["caption_sources"].items()))]
+    if c["kept"] < RECOMMENDED_IMAGES:
+        lines.append(f"Warning: {c['kept']} images is few for a style; {RECOMMENDED_IMAGES}-40 are recommended.")
     for reason, n in sorted(c["dropped_by_reason"].items()):
         lines.append(f"Dropped as {reason} ({n}):")
         lines += [f"  {d['source']}: {d['detail']}" for d in report.dropped if d["reason"] == reason]
+    for reason in sorted({w["reason"] for w in report.warnings}):
+        warned = [w for w in report.warnings if w["reason"] == reason]
+        lines.append(f"Warning, {reason} ({len(warned)}):")
+        lines += [f"  {w['source']}: {w['detail']}" for w in warned]
     if report.unused_captions:
         lines.append("CSV captions matching no kept image: " + ", ".join(report.unused_captions))
     return "\n".join(lines) + "\n"
@@ -239,9 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--template", default=captions.DEFAULT_TEMPLATE,
                         help="caption for images without one; {trigger} and {name} are filled in (default: %(default)s)")
     parser.add_argument("--size", type=int, default=1024,
-                        help="square side in pixels, or the bucket resolution with --buckets (default: %(default)s)")
-    parser.add_argument("--buckets", action="store_true",
-                        help="aspect buckets instead of squares: sides in steps of 64, area at most size²")
+                        help="bucket resolution: area at most size² (with --square: the side) (default: %(default)s)")
+    parser.add_argument("--square", dest="buckets", action="store_false",
+                        help="size² head-and-shoulders crops instead of aspect buckets (sides in steps of 64, 1:2 to 2:1)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--margin", type=float, default=0.6, help="face box growth per side, as a fraction of the face")
     parser.add_argument("--detector", choices=face.DETECTORS, default="auto")
@@ -263,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
                         margin=args.margin, detector=args.detector, min_confidence=args.min_confidence,
                         min_size=args.min_size, dedupe_distance=args.dedupe_distance,
                         val_fraction=args.val_fraction, require_face=args.require_face, seed=args.seed)
-    report = prepare(args.raw_dir, args.out_dir, settings, args.captions)
+    try:
+        report = prepare(args.raw_dir, args.out_dir, settings, args.captions)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     sys.stdout.write(summary(report))
     print(f"Wrote {args.out_dir}/train, val, report.json, report.txt")
     return 0 if report.kept else 1
