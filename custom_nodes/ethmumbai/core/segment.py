@@ -20,6 +20,10 @@ ISLAND_CHOICES = ("drop", "keep")
 # similar backdrop still counts as an edge (benchmarks/composite.py: 1e-2 lets the mask spill onto the
 # old backdrop twice as far).
 _EDGE_EPS = 1e-3
+# The filter's linear fit leaves faint tails (a few percent) on both sides of an edge: inside the person
+# they would let the new background show through the face, outside they would tint it. Within this
+# distance of 0 or 1 the alpha snaps there; the ramp in between is stretched to meet.
+_SNAP = 0.04
 
 
 def _segmenter():
@@ -47,9 +51,11 @@ def refine_edge(pixels: np.ndarray, hard: np.ndarray, radius: int) -> np.ndarray
     The segmenter sees the photo at 256², so its edge can sit several pixels off the real outline; a
     guided filter with the photo as guide moves it there and grades hair and other fine edges.
     """
-    # In 8-bit levels, like any alpha channel: exactly 0 and 1 away from the edge, so later steps
-    # (the composite's edge cleaning) touch only the soft band.
-    return as_float(as_uint8(guided_filter(pixels, hard, radius, _EDGE_EPS)))
+    alpha = guided_filter(pixels, hard, radius, _EDGE_EPS)
+    alpha = (alpha - _SNAP) * (1.0 / (1.0 - 2 * _SNAP))
+    # In 8-bit levels, like any alpha channel (as_uint8 clips to 0..255): exactly 0 and 1 away from the
+    # edge, so later steps (the composite's edge cleaning) touch only the soft band.
+    return as_float(as_uint8(alpha))
 
 
 def person_mask(image: torch.Tensor, threshold: float, feather_px: int, refine: str = "image",
