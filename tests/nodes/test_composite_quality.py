@@ -8,7 +8,6 @@ visibility are measured on what the server returns.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from benchmarks.composite import (
