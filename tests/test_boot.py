@@ -11,6 +11,8 @@ EXPECTED_NODES = {
     "EthMumbaiLineart",
     "EthMumbaiBackgroundComposite",
     "EthMumbaiSaveImageBase64",
+    "EthMumbaiLoadImage",
+    "EthMumbaiPreviewFaceCrop",
 }
 
 

@@ -10,6 +10,12 @@ The conversion does what the frontend's "Export (API)" does: links become ``[nod
 Reroutes followed, a PrimitiveNode's value inlined, muted nodes dropped and bypassed nodes passed through.
 A node whose widget count does not match its definition is an error, never a guess: that is what a published
 node reordering or inserting widget inputs looks like.
+
+The editor graph (``vN.ui.json``, what the artist opens) and the worker graph (``vN.api.json``, what the worker
+queues) differ in two ways, both decided here (:func:`worker_graph`): the worker graph keeps only what the params
+file's ``output_node`` needs, so the editor's previews (PreviewImage, MaskPreview, the pack's face-crop preview)
+never run for a job, and the pack's upload loader (``EthMumbaiLoadImage``) becomes the base64 loader with an empty
+``image_base64`` for the worker to fill. Everything else is converted exactly as the frontend exports it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,12 @@ SEED_NAMES = {"seed", "noise_seed"}  # the frontend gives these a control_after_
 # Frontend-side nodes ComfyUI never runs: notes are dropped, Reroutes followed, PrimitiveNode values inlined.
 VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_NEVER, MODE_BYPASS = 2, 4
+# The frontend's Comfy.UploadImage extension adds an unsent "upload" button after the required inputs of a node
+# whose required combo has one of these flags; its value is saved in widgets_values.
+UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
+# The editor's photo loader -> (the worker's loader, the editor's file input, the worker's base64 input). Both
+# loaders have the same outputs and the same widgets after the first (custom_nodes/ethmumbai/nodes/load_image.py).
+EDITOR_LOADERS = {"EthMumbaiLoadImage": ("EthMumbaiLoadImageBase64", "photo", "image_base64")}
 
 
 class ConvertError(ValueError):
@@ -47,23 +59,32 @@ def _is_widget(spec: list) -> bool:
     return isinstance(spec[0], list) or (spec[0] in WIDGET_TYPES and not _options(spec).get("forceInput"))
 
 
+def _section_specs(info: dict, section: str) -> list[tuple[str, list]]:
+    declared = info["input"].get(section, {})
+    return [(name, declared[name]) for name in info.get("input_order", {}).get(section, declared)]
+
+
 def _input_specs(info: dict) -> list[tuple[str, list]]:
     """(name, spec) of every required then optional input, in the node's declared order."""
-    specs = []
-    for section in ("required", "optional"):
-        declared = info["input"].get(section, {})
-        specs += [(name, declared[name]) for name in info.get("input_order", {}).get(section, declared)]
-    return specs
+    return _section_specs(info, "required") + _section_specs(info, "optional")
+
+
+def _is_upload(spec: list) -> bool:
+    return any(_options(spec).get(flag) for flag in UPLOAD_FLAGS)
 
 
 def widget_slots(info: dict) -> list[str | None]:
     """Names of the ``widgets_values`` entries of a node, in order; ``None`` marks a UI-only value."""
     slots: list[str | None] = []
-    for name, spec in _input_specs(info):
-        if _is_widget(spec):
-            slots.append(name)
-            if _options(spec).get("control_after_generate", spec[0] == "INT" and name in SEED_NAMES):
-                slots.append(None)
+    for section in ("required", "optional"):
+        specs = _section_specs(info, section)
+        for name, spec in specs:
+            if _is_widget(spec):
+                slots.append(name)
+                if _options(spec).get("control_after_generate", spec[0] == "INT" and name in SEED_NAMES):
+                    slots.append(None)
+        if section == "required" and any(_is_upload(spec) for _, spec in specs):
+            slots.append(None)  # the upload button
     return slots
 
 
@@ -145,6 +166,33 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     return api
 
 
+def worker_graph(api: dict, output_node: str) -> dict:
+    """The graph the worker queues, from the editor's API-format graph (the converter's or the frontend's):
+    only the nodes ``output_node`` needs, in ``api``'s order, with the editor's photo loader swapped for the
+    base64 loader."""
+    needed, todo = set(), [str(output_node)]
+    while todo:
+        node_id = todo.pop()
+        if node_id not in needed:
+            needed.add(node_id)
+            todo += [value[0] for value in api[node_id]["inputs"].values() if _is_link(value, api)]
+    graph = {}
+    for node_id, node in api.items():
+        if node_id not in needed:
+            continue
+        node = copy.deepcopy(node)
+        if node["class_type"] in EDITOR_LOADERS:
+            class_type, file_input, base64_input = EDITOR_LOADERS[node["class_type"]]
+            inputs = {name: value for name, value in node["inputs"].items() if name != file_input}
+            node = {**node, "class_type": class_type, "inputs": {base64_input: "", **inputs}}
+        graph[node_id] = node
+    return graph
+
+
+def _is_link(value, api: dict) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and value[0] in api
+
+
 def load_snapshot(path: Path = SNAPSHOT) -> dict:
     return json.loads(path.read_text())
 
@@ -158,25 +206,37 @@ def used_class_types(root: Path) -> set[str]:
             if node["type"] not in VIRTUAL}
 
 
+def _sibling(ui_path: Path, kind: str) -> Path:
+    return ui_path.with_name(ui_path.name.replace(".ui.", f".{kind}."))
+
+
 def model_inputs(root: Path) -> set[tuple[str, str]]:
     """(class type, input) of every model-file input named in a params file."""
     found = set()
-    for params_path in root.glob("*/v*.params.json"):
-        ui = json.loads(params_path.with_name(params_path.name.replace(".params.", ".ui.")).read_text())
-        class_types = {str(node["id"]): node["type"] for node in ui["nodes"]}
-        found |= {(class_types[str(m["node"])], m["input"]) for m in json.loads(params_path.read_text()).get("models", [])}
+    for ui_path in _versions(root):
+        class_types = {str(node["id"]): node["type"] for node in json.loads(ui_path.read_text())["nodes"]}
+        params = json.loads(_sibling(ui_path, "params").read_text())
+        found |= {(class_types[str(m["node"])], m["input"]) for m in params.get("models", [])}
     return found
 
 
+def convert(ui_path: Path, object_info: dict) -> dict:
+    """The worker graph of one ``vN.ui.json`` (its ``output_node`` read from ``vN.params.json``)."""
+    output_node = json.loads(_sibling(ui_path, "params").read_text())["output_node"]
+    return worker_graph(ui_to_api(json.loads(ui_path.read_text()), object_info), output_node)
+
+
 def trim_object_info(object_info: dict, root: Path = paths.WORKFLOWS_DIR) -> dict:
-    """The snapshot: the node types the workflows use plus the whole pack, with the model-file lists emptied
-    (they list whatever the machine has downloaded, which is no part of the interface)."""
+    """The snapshot: the node types the workflows use plus the whole pack, with the model-file and upload lists
+    emptied (they list whatever the machine has downloaded or uploaded, which is no part of the interface)."""
     keep = used_class_types(root) | {k for k, v in object_info.items() if v.get("category", "").startswith(PACK_CATEGORY)}
     missing = keep - object_info.keys()
     if missing:
         raise ConvertError(f"node types missing from /object_info: {sorted(missing)}")
     snapshot = copy.deepcopy({name: object_info[name] for name in sorted(keep)})
-    for class_type, input_name in model_inputs(root):
+    file_lists = model_inputs(root) | {(class_type, name) for class_type, info in snapshot.items()
+                                       for name, spec in _input_specs(info) if _is_upload(spec)}
+    for class_type, input_name in file_lists:
         for section in snapshot[class_type]["input"].values():
             spec = section.get(input_name)
             if spec is not None and isinstance(spec[0], list):
@@ -202,8 +262,8 @@ def convert_all(root: Path = paths.WORKFLOWS_DIR) -> list[Path]:
     object_info = load_snapshot()
     written = []
     for ui_path in _versions(root):
-        api_path = ui_path.with_name(ui_path.name.replace(".ui.", ".api."))
-        api_path.write_text(dump(ui_to_api(json.loads(ui_path.read_text()), object_info)))
+        api_path = _sibling(ui_path, "api")
+        api_path.write_text(dump(convert(ui_path, object_info)))
         written.append(api_path)
     return written
 

@@ -328,3 +328,31 @@ def test_unknown_output_format_is_invalid_input():
     with pytest.raises(EthMumbaiError) as info:
         image_io.save_base64_images(torch.rand(1, 4, 4, 3), "gif", 95)
     assert info.value.code == "INVALID_INPUT"
+
+
+# ---------------------------------------------------------------- the editor's upload loader (a file)
+
+
+def test_a_file_decodes_exactly_like_its_base64(tmp_path):
+    rgba = np.dstack([astronaut(), np.tile(np.arange(512, dtype=np.uint8)[:, None] // 2, (1, 512))])
+    data = encode(rgba)
+    (tmp_path / "me.png").write_bytes(data)
+    from_file = image_io.load_image_file(tmp_path / "me.png", **LIMITS)
+    from_base64 = load(data)
+    assert all(torch.equal(a, b) for a, b in zip(from_file, from_base64, strict=True))
+
+
+@pytest.mark.parametrize("content, limits, code, words", [
+    (None, {}, "INVALID_INPUT", "drop a photo"),
+    (b"", {}, "UNSUPPORTED_IMAGE", "0 bytes"),
+    (encode(astronaut()), {"max_bytes": 1000}, "IMAGE_TOO_LARGE", "raise max_bytes"),
+    (encode(astronaut()), {"max_pixels": 1000}, "IMAGE_TOO_LARGE", "512x512"),
+    (b"GIF89a" + bytes(100), {}, "UNSUPPORTED_IMAGE", "PNG, JPEG or WebP"),
+])
+def test_a_bad_file_gets_the_same_coded_errors(tmp_path, content, limits, code, words):
+    path = tmp_path / "photo.png"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(EthMumbaiError) as info:
+        image_io.load_image_file(path, **{**LIMITS, **limits})
+    assert info.value.code == code and words in info.value.message

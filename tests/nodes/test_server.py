@@ -27,7 +27,7 @@ from worker.paths import REPO_ROOT
 from workflows.convert import ui_to_api
 
 NODE_IDS = ["EthMumbaiLoadImageBase64", "EthMumbaiFaceCrop", "EthMumbaiPersonMask", "EthMumbaiLineart",
-            "EthMumbaiBackgroundComposite", "EthMumbaiSaveImageBase64"]
+            "EthMumbaiBackgroundComposite", "EthMumbaiSaveImageBase64", "EthMumbaiLoadImage", "EthMumbaiPreviewFaceCrop"]
 # ARCHITECTURE.md: widget order is a published contract.
 CONTRACT_INPUTS = {
     "EthMumbaiLoadImageBase64": (["image_base64", "max_bytes", "max_pixels"], []),
@@ -38,6 +38,8 @@ CONTRACT_INPUTS = {
     "EthMumbaiBackgroundComposite": (["foreground", "mask", "background", "color", "color2", "feather"],
                                      ["original", "crop_box", "clean_edge"]),
     "EthMumbaiSaveImageBase64": (["images", "format", "quality"], []),
+    "EthMumbaiLoadImage": (["photo", "max_bytes", "max_pixels"], []),
+    "EthMumbaiPreviewFaceCrop": (["image", "face", "crop_box"], []),
 }
 CONTRACT_OUTPUTS = {
     "EthMumbaiLoadImageBase64": (["IMAGE", "MASK"], ["image", "mask"]),
@@ -46,6 +48,8 @@ CONTRACT_OUTPUTS = {
     "EthMumbaiLineart": (["IMAGE"], ["lineart"]),
     "EthMumbaiBackgroundComposite": (["IMAGE"], ["image"]),
     "EthMumbaiSaveImageBase64": ([], []),
+    "EthMumbaiLoadImage": (["IMAGE", "MASK"], ["image", "mask"]),
+    "EthMumbaiPreviewFaceCrop": ([], []),
 }
 CODE = re.compile(r"^\[([A-Z_]+)\]")
 
@@ -272,10 +276,13 @@ def test_learned_lineart_without_weights_is_model_missing(comfy_server):
 
 # ---------------------------------------------------------------- the example workflow
 
-EXAMPLE = REPO_ROOT / "custom_nodes" / "ethmumbai" / "example_workflows" / "ethmumbai_preprocessing.json"
-def test_example_workflow_is_listed_as_a_template(comfy_server):
+EXAMPLES = REPO_ROOT / "custom_nodes" / "ethmumbai" / "example_workflows"
+EXAMPLE = EXAMPLES / "ethmumbai_preprocessing.json"
+
+
+def test_example_workflows_are_listed_as_templates(comfy_server):
     templates = requests.get(f"{comfy_server.url}/workflow_templates", timeout=30).json()
-    assert templates.get("ethmumbai") == ["ethmumbai_preprocessing"]
+    assert sorted(templates.get("ethmumbai", [])) == sorted(path.stem for path in EXAMPLES.glob("*.json"))
 
 
 def test_example_workflow_matches_the_nodes_and_runs_as_is(comfy_server, object_info):
@@ -283,9 +290,14 @@ def test_example_workflow_matches_the_nodes_and_runs_as_is(comfy_server, object_
     assert workflow["version"] == 0.4 and workflow["last_node_id"] == max(n["id"] for n in workflow["nodes"])
     # The project's converter; ComfyUI's own validation then checks every value against the live nodes.
     prompt = ui_to_api(workflow, object_info)
+    # As an artist drops a photo on the Photo node: the file lands in input/ and the widget names it.
+    (loader,) = [key for key, item in prompt.items() if item["class_type"] == "EthMumbaiLoadImage"]
+    (comfy_server.workdir / "input").mkdir(exist_ok=True)
+    (comfy_server.workdir / "input" / "example_photo.png").write_bytes(encode(astronaut()))
+    prompt[loader]["inputs"]["photo"] = "example_photo.png"
     entry = run_prompt(comfy_server.url, prompt)
     assert entry["status"]["status_str"] == "success", entry["status"]
     save_id = next(key for key, item in prompt.items() if item["class_type"] == "EthMumbaiSaveImageBase64")
     (result,) = entry["outputs"][save_id]["ethmumbai_images"]
     assert (result["width"], result["height"]) == (1024, 1024)
-    comfy_server.clear_io_dirs()  # the example's PreviewImage wrote a temp file
+    comfy_server.clear_io_dirs()  # the photo, and the temp file the example's PreviewImage wrote

@@ -8,7 +8,16 @@ import json
 import pytest
 
 from worker.paths import WORKFLOWS_DIR
-from workflows.convert import ConvertError, fetch_snapshot, load_snapshot, ui_to_api, widget_slots
+from workflows.convert import (
+    ConvertError,
+    convert,
+    fetch_snapshot,
+    load_snapshot,
+    trim_object_info,
+    ui_to_api,
+    widget_slots,
+    worker_graph,
+)
 
 SNAPSHOT = load_snapshot()
 UI_FILES = sorted(WORKFLOWS_DIR.glob("*/v*.ui.json"))
@@ -34,7 +43,7 @@ def test_there_is_a_published_workflow():
 
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_api_json_is_the_converted_ui_json(ui_path):
-    assert ui_to_api(read(ui_path), SNAPSHOT) == read(sibling(ui_path, "api")), (
+    assert convert(ui_path, SNAPSHOT) == read(sibling(ui_path, "api")), (
         "the API workflow is stale: run `python -m workflows.convert` and commit both files")
 
 
@@ -73,6 +82,21 @@ def test_params_file_fits_the_graph(ui_path):
                 assert param["minimum"] >= options["min"], f"{name}: minimum below the node's"
             if "maximum" in param and "max" in options:
                 assert param["maximum"] <= options["max"], f"{name}: maximum above the node's"
+
+
+@pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_editor_has_previews_and_an_upload_the_worker_graph_has_neither(ui_path):
+    editor, worker = ui_to_api(read(ui_path), SNAPSHOT), read(sibling(ui_path, "api"))
+    output_node = str(read(sibling(ui_path, "params"))["output_node"])
+    previews = {"EthMumbaiPreviewFaceCrop", "MaskPreview", "PreviewImage"}
+    assert previews <= {node["class_type"] for node in editor.values()}
+    assert "EthMumbaiLoadImage" in {node["class_type"] for node in editor.values()}
+    # The only output node the worker runs is the params file's: nothing is previewed or saved to disk.
+    assert [i for i, node in worker.items() if SNAPSHOT[node["class_type"]]["output_node"]] == [output_node]
+    assert "EthMumbaiLoadImage" not in {node["class_type"] for node in worker.values()}
+    # Every other node is the editor's, unchanged.
+    assert {i: n for i, n in editor.items() if i in worker and n["class_type"] != "EthMumbaiLoadImage"} == {
+        i: n for i, n in worker.items() if n["class_type"] != "EthMumbaiLoadImageBase64"}
 
 
 # --- the converter on small hand-made graphs ------------------------------------------------------------------
@@ -120,3 +144,38 @@ def test_reroutes_primitives_bypass_mute_and_notes():
 def test_what_cannot_be_converted_faithfully_is_refused(node, error):
     with pytest.raises(ConvertError, match=error):
         ui_to_api({"nodes": [node], "links": []}, SNAPSHOT)
+
+
+def test_the_upload_button_value_is_dropped():
+    assert widget_slots(SNAPSHOT["EthMumbaiLoadImage"]) == ["photo", "max_bytes", "max_pixels", None]
+    loader = ui_node(1, "EthMumbaiLoadImage", ["me.jpg", 10, 20, "image"])
+    assert ui_to_api({"nodes": [loader], "links": []}, SNAPSHOT)["1"]["inputs"] == {
+        "photo": "me.jpg", "max_bytes": 10, "max_pixels": 20}
+
+
+def test_worker_graph_keeps_what_the_output_node_needs_and_swaps_the_loader():
+    editor = {
+        "1": {"inputs": {"photo": "me.jpg", "max_bytes": 10, "max_pixels": 20}, "class_type": "EthMumbaiLoadImage",
+              "_meta": {"title": "Photo"}},
+        "2": {"inputs": {"image": ["1", 0]}, "class_type": "EthMumbaiLineart", "_meta": {"title": "Lines"}},
+        "3": {"inputs": {"images": ["2", 0]}, "class_type": "EthMumbaiSaveImageBase64", "_meta": {"title": "Out"}},
+        "4": {"inputs": {"images": ["2", 0]}, "class_type": "PreviewImage", "_meta": {"title": "Preview"}},
+        "5": {"inputs": {"mask": ["1", 1]}, "class_type": "MaskPreview", "_meta": {"title": "Alpha"}},
+    }
+    assert worker_graph(editor, "3") == {
+        "1": {"inputs": {"image_base64": "", "max_bytes": 10, "max_pixels": 20},
+              "class_type": "EthMumbaiLoadImageBase64", "_meta": {"title": "Photo"}},
+        "2": editor["2"],
+        "3": editor["3"],
+    }
+    assert editor["1"]["class_type"] == "EthMumbaiLoadImage", "the editor graph is left as it was"
+
+
+def test_snapshot_empties_the_upload_list():
+    info = {"EthMumbaiLoadImage": {**SNAPSHOT["EthMumbaiLoadImage"], "category": "ETHMumbai"}}
+    info["EthMumbaiLoadImage"]["input"] = {"required": {
+        **SNAPSHOT["EthMumbaiLoadImage"]["input"]["required"],
+        "photo": ["COMBO", {**SNAPSHOT["EthMumbaiLoadImage"]["input"]["required"]["photo"][1],
+                            "options": ["someones_selfie.jpg"]}]}}
+    full = {**SNAPSHOT, **info}
+    assert trim_object_info(full)["EthMumbaiLoadImage"] == SNAPSHOT["EthMumbaiLoadImage"]

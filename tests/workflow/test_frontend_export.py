@@ -1,6 +1,7 @@
 """The project's converter against the reference: ComfyUI's own frontend (1.32.9, served by the ComfyUI under
-test) loads each UI workflow in headless Chromium, and its "Export (API)" (``app.graphToPrompt``) must give
-exactly the committed API workflow."""
+test) loads each UI workflow in headless Chromium, and its "Export (API)" (``app.graphToPrompt``) must give exactly
+what the converter makes of the editor graph, previews and upload loader included; the worker graph made from that
+export (workflows.convert.worker_graph) must be the committed API workflow."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from worker.paths import WORKFLOWS_DIR
+from workflows.convert import load_snapshot, ui_to_api, worker_graph
 
 pytestmark = pytest.mark.browser
 
@@ -34,5 +36,9 @@ def frontend(tiny_comfy):
 
 @pytest.mark.parametrize("ui_path", UI_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_frontend_export_equals_the_committed_api_json(frontend, ui_path):
-    exported = frontend.evaluate(EXPORT, json.loads(ui_path.read_text()))
-    assert exported == json.loads(ui_path.with_name(ui_path.name.replace(".ui.", ".api.")).read_text())
+    ui = json.loads(ui_path.read_text())
+    exported = frontend.evaluate(EXPORT, ui)
+    assert exported == ui_to_api(ui, load_snapshot())
+    output_node = json.loads(ui_path.with_name(ui_path.name.replace(".ui.", ".params.")).read_text())["output_node"]
+    assert worker_graph(exported, output_node) == json.loads(
+        ui_path.with_name(ui_path.name.replace(".ui.", ".api.")).read_text())

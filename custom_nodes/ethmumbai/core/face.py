@@ -137,7 +137,8 @@ def detect_faces(pixels: np.ndarray, detector: str, min_confidence: float) -> li
 
 def choose_face(faces: list[Face], multiple_faces: str) -> Face:
     if len(faces) > 1 and multiple_faces == "fail":
-        raise EthMumbaiError(MULTIPLE_FACES, f"found {len(faces)} faces and multiple_faces is 'fail'")
+        raise EthMumbaiError(MULTIPLE_FACES, f"found {len(faces)} faces and multiple_faces is 'fail': use a photo of one "
+                                             "person, or set multiple_faces to largest")
     return max(faces, key=lambda face: face.area)
 
 
@@ -168,6 +169,7 @@ def face_crop(image: torch.Tensor, output_size: int, margin: float, detector: st
         box = crop.centre_box(width, height, output_size)
         mask = np.zeros((output_size, output_size), np.float32)
     else:
-        raise EthMumbaiError(NO_FACE_DETECTED, f"no face found in the {width}x{height} image (detector {detector})")
+        raise EthMumbaiError(NO_FACE_DETECTED, f"no face found in the {width}x{height} image (detector {detector}): use a "
+                                                f"photo where one face is clearly visible, or set on_no_face to center_crop")
     pixels = crop.extract(frame, box)
     return torch.from_numpy(pixels).unsqueeze(0), torch.from_numpy(mask).unsqueeze(0), box

@@ -14,6 +14,7 @@ import re
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,7 +44,25 @@ def load_base64_image(text: str, max_bytes: int, max_pixels: int) -> tuple[torch
     The mask is the alpha channel (1 = opaque), all ones for images without alpha. EXIF
     orientation is applied.
     """
-    data = decode_base64(text, max_bytes)
+    return load_image_bytes(decode_base64(text, max_bytes), max_pixels)
+
+
+def load_image_file(path: Path, max_bytes: int, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same decode as :func:`load_base64_image`, from a file (the editor's upload loader)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise EthMumbaiError(INVALID_INPUT, f"photo {path.name!r} is not in ComfyUI's input folder: "
+                                            "drop a photo on the Load Image node and run again") from None
+    if size > max_bytes:
+        raise EthMumbaiError(IMAGE_TOO_LARGE, f"photo is {size} bytes, over the limit of {max_bytes} bytes: "
+                                              "use a smaller file or raise max_bytes")
+    if size == 0:
+        raise EthMumbaiError(UNSUPPORTED_IMAGE, "image is empty (0 bytes): send a PNG, JPEG or WebP photo")
+    return load_image_bytes(path.read_bytes(), max_pixels)
+
+
+def load_image_bytes(data: bytes, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
     image = open_image(data, max_pixels)
     rgb, alpha = to_rgb_and_alpha(image)
     mask = alpha if alpha is not None else torch.ones(rgb.shape[:2], dtype=torch.float32)
@@ -59,7 +78,8 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
         payload = "".join(payload.split())
     size = len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
     if size > max_bytes:
-        raise EthMumbaiError(IMAGE_TOO_LARGE, f"image is about {size} bytes, over the limit of {max_bytes} bytes")
+        raise EthMumbaiError(IMAGE_TOO_LARGE, f"image is about {size} bytes, over the limit of {max_bytes} bytes: "
+                                              "send a smaller file")
     if not payload.isascii():
         raise EthMumbaiError(INVALID_INPUT, "image is not valid base64 (non-ASCII characters)")
     payload = payload.translate(_URLSAFE_TO_STANDARD)
@@ -70,7 +90,7 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     except (binascii.Error, ValueError):
         raise EthMumbaiError(INVALID_INPUT, "image is not valid base64") from None
     if not data:
-        raise EthMumbaiError(UNSUPPORTED_IMAGE, "image is empty (0 bytes)")
+        raise EthMumbaiError(UNSUPPORTED_IMAGE, "image is empty (0 bytes): send a PNG, JPEG or WebP photo")
     return data
 
 
@@ -162,7 +182,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         raise EthMumbaiError(
             IMAGE_TOO_LARGE,
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} pixels",
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} pixels: "
+            "send a smaller photo",
         )
     if width == 0 or height == 0:
         raise EthMumbaiError(UNSUPPORTED_IMAGE, f"{fmt.upper()} header claims an empty {width}x{height} image")
@@ -179,7 +200,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError:
         raise EthMumbaiError(IMAGE_TOO_LARGE, "image is over Pillow's decompression-bomb limit") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError... on bad data
-        raise EthMumbaiError(UNSUPPORTED_IMAGE, f"corrupt or truncated {fmt.upper()} ({type(exc).__name__})") from None
+        raise EthMumbaiError(UNSUPPORTED_IMAGE, f"corrupt or truncated {fmt.upper()} ({type(exc).__name__}): "
+                                                  "save the photo again as PNG or JPEG") from None
     ImageOps.exif_transpose(image, in_place=True)
     return image
 

@@ -6,11 +6,13 @@ from typing_extensions import override
 from .composite import BackgroundComposite
 from .face_crop import FaceCrop
 from .lineart import Lineart
-from .load_image import LoadImageBase64
+from .load_image import LoadImageBase64, LoadImageUpload
 from .person_mask import PersonMask
+from .preview import PreviewFaceCrop
 from .save_image import SaveImageBase64
 
-NODES = [LoadImageBase64, FaceCrop, PersonMask, Lineart, BackgroundComposite, SaveImageBase64]
+NODES = [LoadImageBase64, LoadImageUpload, FaceCrop, PersonMask, Lineart, BackgroundComposite, SaveImageBase64,
+         PreviewFaceCrop]
 
 
 class EthMumbaiExtension(ComfyExtension):
