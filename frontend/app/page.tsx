@@ -8,8 +8,11 @@ export default function Home() {
       </a>
       <main className="page">
         <header className="masthead">
-          {/* Brand art from the node pack (copied by `npm run brand`); its top band carries the ETHMumbai title. */}
-          <img className="masthead__banner" src="/brand/ethmumbai_sunset.png" alt="ETHMumbai" />
+          {/* Brand art from the node pack (copied by `npm run brand`): the background, and its overlay with the
+              ETHMumbai name and mark on top, as the avatars have them. */}
+          <img className="masthead__banner" src="/brand/ethmumbai_sunset.png" alt="" />
+          <img className="masthead__banner masthead__banner--overlay" src="/brand/ethmumbai_sunset_overlay.png"
+               alt="ETHMumbai" />
         </header>
         <div className="intro">
           <h1>Make your ETHMumbai avatar</h1>

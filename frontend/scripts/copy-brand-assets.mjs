@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 const frontendDir = join(dirname(fileURLToPath(import.meta.url)), "..");
 const sourceDir = join(frontendDir, "..", "custom_nodes", "ethmumbai", "assets", "backgrounds");
 const targetDir = join(frontendDir, "public", "brand");
-const files = ["ethmumbai_sunset.png", "ethmumbai_night.png"];
+const files = ["ethmumbai_sunset.png", "ethmumbai_sunset_overlay.png", "ethmumbai_night.png"];
 
 mkdirSync(targetDir, { recursive: true });
 for (const name of files) {

@@ -89,7 +89,7 @@ def test_static_assets_have_no_api_key(frontend_build):
 def test_brand_assets_come_from_the_pack(frontend_build):
     """The page's art is the pack's (copied at build time), never a second hand-made version."""
     pack = FRONTEND_DIR.parent / "custom_nodes" / "ethmumbai" / "assets" / "backgrounds"
-    for name in ("ethmumbai_sunset.png", "ethmumbai_night.png"):
+    for name in ("ethmumbai_sunset.png", "ethmumbai_sunset_overlay.png", "ethmumbai_night.png"):
         assert (FRONTEND_DIR / "public" / "brand" / name).read_bytes() == (pack / name).read_bytes()
 
 
