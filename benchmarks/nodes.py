@@ -88,15 +88,15 @@ def main() -> None:
     limits = (20_000_000, 40_000_000)
     image, alpha = image_io.load_base64_image(jpeg, *limits)
     crop_args = (SIZE, 0.6, "auto", "largest", "fail", 0.5)
-    face_image, _, box = face.face_crop(image, *crop_args)
-    mask = segment.person_mask(face_image, 0.5, 8)
+    face_image, face_mask, box = face.face_crop(image, *crop_args)
+    mask = segment.person_mask(face_image, 0.5, 8, face_mask=face_mask)
     background = composite.background_choices()[0]
     styled = composite.composite(face_image, mask, background, "#000000", "#ffffff", 4)
 
     nodes = {
         "EthMumbaiLoadImageBase64 (JPEG)": lambda: image_io.load_base64_image(jpeg, *limits),
         "EthMumbaiFaceCrop": lambda: face.face_crop(image, *crop_args),
-        "EthMumbaiPersonMask": lambda: segment.person_mask(face_image, 0.5, 8),
+        "EthMumbaiPersonMask": lambda: segment.person_mask(face_image, 0.5, 8, face_mask=face_mask),
         "EthMumbaiLineart (standard)": lambda: lineart.lineart(face_image, "standard", SIZE),
         "EthMumbaiBackgroundComposite": lambda: composite.composite(face_image, mask, background, "#000000",
                                                                     "#ffffff", 4),
@@ -112,16 +112,16 @@ def main() -> None:
 
     def chain() -> None:
         loaded, _ = image_io.load_base64_image(jpeg, *limits)
-        cropped, _, _ = face.face_crop(loaded, *crop_args)
-        person = segment.person_mask(cropped, 0.5, 8)
+        cropped, cropped_face, _ = face.face_crop(loaded, *crop_args)
+        person = segment.person_mask(cropped, 0.5, 8, face_mask=cropped_face)
         lineart.lineart(cropped, "standard", SIZE)
         result = composite.composite(cropped, person, background, "#000000", "#ffffff", 4)
         image_io.save_base64_images(result, "png", 95)
 
     def preprocess() -> None:  # what runs before the diffusion model
         loaded, _ = image_io.load_base64_image(jpeg, *limits)
-        cropped, _, _ = face.face_crop(loaded, *crop_args)
-        segment.person_mask(cropped, 0.5, 8)
+        cropped, cropped_face, _ = face.face_crop(loaded, *crop_args)
+        segment.person_mask(cropped, 0.5, 8, face_mask=cropped_face)
         lineart.lineart(cropped, "standard", SIZE)
 
     face_u8 = as_uint8(face_image[0].numpy())
