@@ -77,6 +77,7 @@ COPY custom_nodes/ custom_nodes/
 RUN python scripts/install_comfyui.py --models-dir /app/models
 
 COPY models_manifest.yaml ./
+COPY avatar_driver/ avatar_driver/
 COPY worker/ worker/
 COPY workflows/ workflows/
 

@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
+from avatar_driver.contract import latest, load_workflows  # noqa: E402
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models  # noqa: E402
 from tests.helpers.comfy import run_prompt  # noqa: E402
-from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models  # noqa: E402
 from tests.nodes.images import astronaut, b64, encode  # noqa: E402
 from tests.worker.server import start_worker  # noqa: E402
 from worker.schema import JobSchema  # noqa: E402
-from worker.workflow import latest, load_workflows  # noqa: E402
 
 
 def unique_photos(count: int) -> list[str]:

@@ -26,9 +26,9 @@ else
   "avatar" is noise. For real avatars: python scripts/fetch_models.py
 ================================================================================
 BANNER
-  export COMFYUI_PLUGINS="$PWD/tests/plugins/tiny_sdxl"
+  export COMFYUI_PLUGINS="$PWD/avatar_driver/demo/tiny_sdxl"
   export EXTRA_MODEL_PATHS
-  EXTRA_MODEL_PATHS=$("$PY" -c "from tests.helpers.tiny_models import write_workflow_models as w; print(w('$demo_dir/models')['model_paths_config'])")
+  EXTRA_MODEL_PATHS=$("$PY" -c "from avatar_driver.demo.tiny_models import write_workflow_models as w; print(w('$demo_dir/models')['model_paths_config'])")
   # Keep demo jobs quick on a CPU; the page sends these with every job.
   export AVATAR_JOB_PARAMS=${AVATAR_JOB_PARAMS:-'{"size": 512, "steps": 12}'}
 fi

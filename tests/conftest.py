@@ -10,9 +10,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models, write_workflow_models  # noqa: E402
+from avatar_driver.paths import PACK_DIR  # noqa: E402
 from tests.helpers.comfy import start_comfy  # noqa: E402
-from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models, write_workflow_models  # noqa: E402
-from worker.paths import PACK_DIR  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def comfy_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict:
-    """Tiny random SDXL-shaped checkpoint, ControlNet and LoRA under their tiny names (tests/helpers/tiny_models.py):
+    """Tiny random SDXL-shaped checkpoint, ControlNet and LoRA under their tiny names (avatar_driver/demo/tiny_models.py):
     ``{"models_dir", "model_paths_config", "files": {folder: file name}}``."""
     return write_tiny_models(tmp_path_factory.mktemp("tiny_models"))
 

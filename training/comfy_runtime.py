@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from worker import paths
+from avatar_driver import paths
 
 # What ComfyUI logs when LoraLoader meets a key it cannot use (comfy/lora.py, comfy/sd.py).
 UNLOADED_MARKERS = ("lora key not loaded", "NOT LOADED")

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.checkpoint import checkpoint
 
+from avatar_driver import paths
 from scripts.fetch_models import sha256_file
 from training import comfy_runtime, plots, sidecar
 from training.cache import Encoded, EncodingCache
@@ -33,7 +34,6 @@ from training.dataset import dataset_hash, split_items
 from training.device import DEVICES, PRECISIONS, pick_device, pick_dtype
 from training.lora import TARGETS, LoRANetwork, NetworkSpec
 from training.validate import DEFAULT_STRENGTHS, Validator, list_photos, parse_params, parse_strengths
-from worker import paths
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 HYPERPARAMETERS = ("steps", "rank", "alpha", "target", "learning_rate", "weight_decay", "batch_size", "max_grad_norm",

@@ -1,8 +1,8 @@
 """Validation renders: fixed-seed photos × LoRA strengths through the real avatar workflow.
 
-The grid is rendered by a headless ComfyUI (``worker.comfy_process.ComfyProcess``) running the
+The grid is rendered by a headless ComfyUI (``avatar_driver.process.ComfyProcess``) running the
 published workflow (``workflows/ethmumbai_avatar/v<N>.api.json`` + params file) with the base
-checkpoint and the LoRA under test swapped in, the way the worker runs jobs (``worker.runner``).
+checkpoint and the LoRA under test swapped in, the way the worker runs jobs (``avatar_driver.runner``).
 
     python -m training.validate RUN_DIR --photos PHOTOS_DIR [--strengths 0,0.5,0.8,1] [--param size=768]
 
@@ -25,12 +25,12 @@ import torch
 import yaml
 from PIL import Image
 
+from avatar_driver import paths
+from avatar_driver.client import ComfyClient
+from avatar_driver.contract import Workflow, latest, load_workflows
+from avatar_driver.process import ComfyProcess, device_args
+from avatar_driver.runner import PromptRun
 from training import imaging, plots
-from worker import paths
-from worker.comfy_client import ComfyClient
-from worker.comfy_process import ComfyProcess, device_args
-from worker.runner import PromptRun
-from worker.workflow import Workflow, latest, load_workflows
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 0.8, 1.0)
 RENDER_TIMEOUT_S = 1800.0  # SDXL on a laptop CPU fallback can be very slow; a hang still ends

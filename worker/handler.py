@@ -28,11 +28,9 @@ from runpod.http_client import AsyncClientSession  # noqa: E402
 from runpod.serverless.modules.rp_http import send_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
-from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
-from worker.analytics import EventSink, job_event  # noqa: E402
-from worker.comfy_client import PromptRejected  # noqa: E402
-from worker.comfy_process import ComfyBootError  # noqa: E402
-from worker.errors import (  # noqa: E402
+from avatar_driver.client import PromptRejected  # noqa: E402
+from avatar_driver.contract import FACE_CROP_CLASS, Workflow, latest, load_workflows  # noqa: E402
+from avatar_driver.errors import (  # noqa: E402
     COMFY_CRASHED,
     COMFY_EXECUTION,
     INVALID_INPUT,
@@ -41,11 +39,13 @@ from worker.errors import (  # noqa: E402
     WorkerError,
     rejection_error,
 )
-from worker.runner import PromptRun  # noqa: E402
+from avatar_driver.process import ComfyBootError  # noqa: E402
+from avatar_driver.runner import PromptRun  # noqa: E402
+from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
+from worker.analytics import EventSink, job_event  # noqa: E402
 from worker.schema import JobRequest, JobSchema  # noqa: E402
 from worker.storage import ResultStore, StorageError, StoredObject  # noqa: E402
 from worker.supervisor import Supervisor  # noqa: E402
-from worker.workflow import FACE_CROP_CLASS, Workflow, latest, load_workflows  # noqa: E402
 
 log = logging.getLogger("worker")
 PROGRESS_INTERVAL_S = 0.25  # sampling steps are forwarded at most this often

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from worker.errors import INVALID_INPUT, WorkerError
-from worker.workflow import Workflow, latest, load_workflows
+from avatar_driver.contract import Workflow, latest, load_workflows
+from avatar_driver.errors import INVALID_INPUT, WorkerError
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 MAX_TIMEOUT_S = 3600

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import requests
 
-from worker import paths
-from worker.comfy_client import ComfyClient
-from worker.comfy_process import ComfyProcess, free_port
+from avatar_driver import paths
+from avatar_driver.client import ComfyClient
+from avatar_driver.process import ComfyProcess, free_port
 
 log = logging.getLogger(__name__)
 

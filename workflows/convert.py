@@ -29,7 +29,7 @@ from pathlib import Path
 
 import requests
 
-from worker import paths
+from avatar_driver import paths
 
 COMFYUI_VERSION = "0.3.75"
 SNAPSHOT = paths.WORKFLOWS_DIR / f"object_info_{COMFYUI_VERSION}.json"
@@ -269,7 +269,7 @@ def convert_all(root: Path = paths.WORKFLOWS_DIR) -> list[Path]:
 
 
 def write_snapshot() -> Path:
-    from worker.comfy_process import ComfyProcess
+    from avatar_driver.process import ComfyProcess
 
     with tempfile.TemporaryDirectory(prefix="object_info_") as tmp:
         with ComfyProcess(workdir=Path(tmp), log_path=Path(tmp) / "comfyui.log") as comfy:

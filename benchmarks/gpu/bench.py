@@ -38,14 +38,14 @@ sys.path.insert(0, str(REPO_ROOT))
 import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from avatar_driver import paths  # noqa: E402
+from avatar_driver.client import ComfyClient  # noqa: E402
+from avatar_driver.contract import Workflow, latest, load_workflows  # noqa: E402
+from avatar_driver.process import ComfyProcess, free_port  # noqa: E402
+from avatar_driver.runner import PromptRun  # noqa: E402
 from benchmarks.gpu import measure, models, report  # noqa: E402
 from benchmarks.gpu.variants import PSNR_MIN_DB, VARIANTS, Variant  # noqa: E402
-from worker import paths  # noqa: E402
-from worker.comfy_client import ComfyClient  # noqa: E402
-from worker.comfy_process import ComfyProcess, free_port  # noqa: E402
-from worker.runner import PromptRun  # noqa: E402
 from worker.schema import JobSchema  # noqa: E402
-from worker.workflow import Workflow, latest, load_workflows  # noqa: E402
 
 TINY_PLUGIN = REPO_ROOT / "tests" / "plugins" / "tiny_sdxl"
 KIT_DIR = models.KIT_DIR

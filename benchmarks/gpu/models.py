@@ -1,7 +1,7 @@
 """Random-weight model files under the names the production workflow loads.
 
 The files are made by a generator (full size: the shared gpu_anchor kit's make_random_models.py, run as a
-tool from a git-ignored copy; tiny: tests/helpers/tiny_models.py) in the kit's layout, ``RAW/checkpoints/
+tool from a git-ignored copy; tiny: avatar_driver/demo/tiny_models.py) in the kit's layout, ``RAW/checkpoints/
 random_<arch>.safetensors``, ``RAW/controlnet/random_<arch>_controlnet.safetensors``, ``RAW/loras/
 random_<arch>_lora.safetensors``. The names come from the workflow's params file (``models``), so a renamed
 model in the workflow needs no change here: each is linked to the random file of its folder, and a
@@ -37,7 +37,7 @@ def generate(raw_dir: Path, arch: str, comfy_dir: Path) -> dict:
         return {"generated": False, "raw_dir": str(raw_dir)}
     started = time.monotonic()
     if arch == "tiny":
-        from tests.helpers.tiny_models import write_tiny_models
+        from avatar_driver.demo.tiny_models import write_tiny_models
 
         write_tiny_models(raw_dir, names={folder: path.name for folder, path in files.items()})
     else:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from worker.comfy_process import free_port
-from worker.paths import REPO_ROOT
+from avatar_driver.process import free_port
+from avatar_driver.paths import REPO_ROOT
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
 ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "frontend"

@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from tests.frontend.conftest import FAKE_API_KEY, FRONTEND_DIR, next_server
-from worker.comfy_process import free_port
+from avatar_driver.process import free_port
 
 
 def _png_base64(size=(8, 8)) -> str:

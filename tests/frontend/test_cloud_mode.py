@@ -126,7 +126,7 @@ SDK_EXCEPTION = json.dumps({"error_type": "<class 'KeyError'>", "error_message":
     ({"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8,
                                         "seed": 2**64 - 1}},
      {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8}}),
-    # worker/errors.py: the {code, message} object travels JSON-encoded in the job's error
+    # avatar_driver/errors.py: the {code, message} object travels JSON-encoded in the job's error
     ({"status": "FAILED", "error": json.dumps({"code": "NO_FACE_DETECTED", "message": "no face"})},
      {"state": "failed", "error": {"code": "NO_FACE_DETECTED", "message": "no face"}}),
     ({"status": "FAILED", "error": "[MULTIPLE_FACES] 2 faces"},

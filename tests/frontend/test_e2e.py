@@ -22,7 +22,7 @@ from skimage import data as skdata
 from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, next_server
 from tests.worker.server import WorkerServer, start_worker
 from tests.helpers.waiting import wait_until
-from worker.comfy_process import free_port
+from avatar_driver.process import free_port
 
 pytestmark = pytest.mark.browser
 

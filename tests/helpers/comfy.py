@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 import websocket
 
-from worker.comfy_process import ComfyProcess
+from avatar_driver.process import ComfyProcess
 
 
 def start_comfy(workdir: Path, plugins: list[Path] | None = None, model_paths_config: Path | None = None,

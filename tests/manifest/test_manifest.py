@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
+from avatar_driver.contract import load_workflows
 from custom_nodes.ethmumbai.core.lineart import LEARNED
 from scripts import fetch_models
-from worker.workflow import load_workflows
 
 RAW = yaml.safe_load(fetch_models.MANIFEST.read_text())
 MANIFEST = fetch_models.load_manifest()

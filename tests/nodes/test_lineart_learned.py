@@ -18,12 +18,12 @@ import pytest
 import torch
 import yaml
 
+from avatar_driver.paths import models_manifest
 from custom_nodes.ethmumbai.core import models
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
 from custom_nodes.ethmumbai.core.lineart import LEARNED, lineart
 from tests.helpers.comfy import run_prompt, start_comfy
 from tests.nodes.images import astronaut, b64, chelsea, decode_b64_image, encode, to_tensor
-from worker.paths import models_manifest
 
 # controlnet-aux imports all its detectors; these are that import's notices, not the tests'.
 pytestmark = pytest.mark.filterwarnings("ignore:Overwriting tiny_vit", "ignore:Importing from timm",

@@ -11,6 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
+from avatar_driver.paths import REPO_ROOT
 from custom_nodes.ethmumbai.core import composite
 from custom_nodes.ethmumbai.core.lineart import LEARNED
 from tests.helpers.comfy import run_prompt
@@ -23,7 +24,6 @@ from tests.nodes.images import (
     encode,
     png_header_claiming,
 )
-from worker.paths import REPO_ROOT
 from workflows.convert import ui_to_api
 
 NODE_IDS = ["EthMumbaiLoadImageBase64", "EthMumbaiFaceCrop", "EthMumbaiPersonMask", "EthMumbaiLineart",

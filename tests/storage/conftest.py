@@ -15,7 +15,7 @@ import boto3
 import pytest
 import requests
 
-from worker.comfy_process import free_port
+from avatar_driver.process import free_port
 from worker.storage import ResultStore, StorageConfig
 
 REGION = "us-east-1"

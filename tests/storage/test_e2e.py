@@ -18,7 +18,7 @@ import requests
 import websocket
 from PIL import Image
 
-from tests.helpers.tiny_models import pin_manifest
+from avatar_driver.demo.tiny_models import pin_manifest
 from tests.nodes.images import astronaut, b64, encode
 from tests.worker.conftest import avatar_job
 from tests.worker.server import start_worker

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from avatar_driver.paths import REPO_ROOT
 from tests.nodes.images import astronaut, encode
-from worker.paths import REPO_ROOT
 from worker.storage import DEFAULT_PREFIX, ResultStore, StorageError, user_segment
 
 PNG = encode(astronaut()[:64, :64])

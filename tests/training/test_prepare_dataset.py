@@ -8,14 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PIL import Image
 from skimage import data
 
+from avatar_driver.paths import REPO_ROOT
 from custom_nodes.ethmumbai.core.face import Face
 from training import captions, imaging
 from training.prepare_dataset import MIN_IMAGES, Settings, crop_region, main, split_names
-from worker.paths import REPO_ROOT
 
 
 def test_report_says_what_was_dropped_and_why(prepared):
@@ -142,7 +141,7 @@ def test_cli_warns_about_upscaled_images_and_prints_no_protobuf_noise(tmp_path):
     assert warned["face.png"] == round(512 / 300, 3) and "cells.png" not in warned and "rocket.png" not in warned
     assert set(warned) == {"face.png", "cat.png", "coffee.png"}  # 300 and 400 px tall under a 384 px tall bucket
     assert "face.png: enlarged 1.71x (300x300 of 300x300 to 512x512)" in result.stdout
-    assert f"Warning: 5 images is few for a style" in result.stdout
+    assert "Warning: 5 images is few for a style" in result.stdout
 
 
 def test_missing_captions_file_is_one_clear_line(tmp_path, capsys):

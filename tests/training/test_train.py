@@ -21,10 +21,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from skimage import data
 
+from avatar_driver.contract import latest, load_workflows
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models
+from avatar_driver.paths import REPO_ROOT
 from scripts.fetch_models import ModelEntry, sha256_file
-from tests.helpers.tiny_models import TINY_PLUGIN, write_tiny_models
-from worker.paths import REPO_ROOT
-from worker.workflow import latest, load_workflows
 
 NAME = "ethmumbai_style_test"
 LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from avatar_driver.contract import latest, load_workflows
 from tests.nodes.images import astronaut, b64, encode
 from tests.worker.server import start_worker
-from worker.workflow import latest, load_workflows
 
 WORKFLOW = latest(load_workflows())
 

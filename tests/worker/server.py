@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from worker.comfy_process import free_port
-from worker.paths import REPO_ROOT
+from avatar_driver.paths import REPO_ROOT
+from avatar_driver.process import free_port
 
 
 class ProgressCollector:

@@ -12,12 +12,12 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.helpers.tiny_models import pin_manifest
+from avatar_driver.demo.tiny_models import pin_manifest
+from avatar_driver.paths import REPO_ROOT
 from tests.storage.conftest import start_moto
 from tests.worker.conftest import PHOTO, avatar_job
 from tests.worker.server import start_worker
 from worker.analytics import percentile, summarize
-from worker.paths import REPO_ROOT
 
 
 def _event(day: str, status: str = "COMPLETED", code: str | None = None, cached: bool = False, **timings) -> dict:

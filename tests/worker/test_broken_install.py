@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 
-from tests.helpers.tiny_models import TINY_PLUGIN, write_workflow_models
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_workflow_models
 from tests.worker.conftest import WORKFLOW, avatar_job
 from tests.worker.server import start_worker
 

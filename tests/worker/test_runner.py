@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from avatar_driver.client import ComfyClient, PromptRejected
+from avatar_driver.errors import WorkerError, from_exception_message, rejection_error
+from avatar_driver.runner import PromptRun
 from tests.nodes.images import astronaut, b64, encode
-from worker.comfy_client import ComfyClient, PromptRejected
-from worker.errors import WorkerError, from_exception_message, rejection_error
-from worker.runner import PromptRun
 
 PHOTO = b64(encode(astronaut()))
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from worker.errors import WorkerError
+from avatar_driver.contract import load_workflows
+from avatar_driver.errors import WorkerError
 from worker.schema import SCHEMA_PATH, JobSchema, render
-from worker.workflow import load_workflows
 
 WORKFLOWS = load_workflows()
 SCHEMA = JobSchema(WORKFLOWS)

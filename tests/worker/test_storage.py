@@ -7,7 +7,7 @@ import base64
 import pytest
 import requests
 
-from tests.helpers.tiny_models import pin_manifest
+from avatar_driver.demo.tiny_models import pin_manifest
 from tests.storage.conftest import start_moto
 from tests.worker.conftest import avatar_job
 from tests.worker.server import start_worker

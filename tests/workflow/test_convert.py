@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from worker.paths import WORKFLOWS_DIR
+from avatar_driver.paths import WORKFLOWS_DIR
 from workflows.convert import (
     ConvertError,
     convert,

@@ -1,4 +1,4 @@
-"""The published workflow end to end: real ComfyUI on CPU, tiny random models (tests/helpers/tiny_models.py).
+"""The published workflow end to end: real ComfyUI on CPU, tiny random models (avatar_driver/demo/tiny_models.py).
 
 ``v1.api.json`` runs as published except for the model file names (the tiny ones) and parameters set through
 ``v1.params.json`` (small size, few steps). Random weights make random-looking images, so these tests check
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from avatar_driver.contract import load_workflows
 from tests.helpers.comfy import run_prompt
 from tests.nodes.images import astronaut, b64, encode
-from worker.workflow import load_workflows
 from workflows.validation import missing_models
 
 WORKFLOW = load_workflows()["v1"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from worker.paths import WORKFLOWS_DIR
+from avatar_driver.paths import WORKFLOWS_DIR
 from workflows.convert import load_snapshot, ui_to_api, worker_graph
 
 pytestmark = pytest.mark.browser

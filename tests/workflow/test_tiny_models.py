@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from tests.helpers.tiny_models import TINY_PLUGIN, tiny_comfy_kwargs
-from worker.paths import PACK_DIR
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, tiny_comfy_kwargs
+from avatar_driver.paths import PACK_DIR
 
 
 def digests(models: dict) -> dict[str, str]:

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.comfy_client import ComfyClient, ComfyUnavailable, EventStream, PromptRejected, SocketDropped
-from worker.errors import COMFY_CRASHED, COMFY_EXECUTION, TIMEOUT, WorkerError, from_exception_message
+from avatar_driver.client import ComfyClient, ComfyUnavailable, EventStream, PromptRejected, SocketDropped
+from avatar_driver.errors import COMFY_CRASHED, COMFY_EXECUTION, TIMEOUT, WorkerError, from_exception_message
 
 POLL_S = 1.0  # how often a quiet wait re-checks that ComfyUI is alive
 REAP_GRACE_S = 300.0  # how long an abandoned prompt is watched so its history can be deleted

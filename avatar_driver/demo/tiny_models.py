@@ -7,7 +7,7 @@ strength change alters the output, never what the image shows):
   ``tiny_comfy`` (a running ``ComfyProcess`` with the pack, the tiny plugin and these models).
 - To start ComfyUI yourself (e.g. the worker, which owns its ``ComfyProcess``)::
 
-      names = {folder: name for name, folder in workflow.model_files().items()}  # worker.workflow.Workflow
+      names = {folder: name for name, folder in workflow.model_files().items()}  # avatar_driver.contract.Workflow
       plugins, model_paths_config = tiny_comfy_kwargs(tmp_path, names=names)
       ComfyProcess(workdir=..., plugins=plugins, model_paths_config=model_paths_config)
 
@@ -16,7 +16,7 @@ strength change alters the output, never what the image shows):
   model input of the params file's ``models`` list, as ``tests/workflow/test_e2e.py`` does.
 - ``write_tiny_models(models_dir, seed)`` writes the files alone; the same seed gives the same bytes.
 
-The model class lives in the test plugin ``tests/plugins/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);
+The model class lives in the test plugin ``avatar_driver/demo/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);
 the files are built by ComfyUI's own classes in a subprocess, so the calling process never imports ComfyUI.
 """
 
@@ -31,9 +31,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker import paths
+from avatar_driver import paths
 
-TINY_PLUGIN = paths.REPO_ROOT / "tests" / "plugins" / "tiny_sdxl"
+TINY_PLUGIN = Path(__file__).resolve().parent / "tiny_sdxl"
 # ComfyUI model folder -> file name.
 TINY_NAMES = {
     "checkpoints": "tiny_sdxl.safetensors",
@@ -51,7 +51,7 @@ def write_tiny_models(models_dir: Path, seed: int = 0, names: dict[str, str] | N
     pythonpath = [str(paths.comfyui_dir()), str(paths.REPO_ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
     build = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.tiny_models", str(models_dir), "--seed", str(seed),
+        [sys.executable, "-m", "avatar_driver.demo.tiny_models", str(models_dir), "--seed", str(seed),
          "--names", json.dumps(names)],
         cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True,
     )
@@ -66,7 +66,7 @@ def write_tiny_models(models_dir: Path, seed: int = 0, names: dict[str, str] | N
 
 def write_workflow_models(models_dir: Path, seed: int = 0) -> dict:
     """Tiny models under the file names the latest workflow loads, so it runs unchanged (worker tests, the demo)."""
-    from worker.workflow import latest, load_workflows
+    from avatar_driver.contract import latest, load_workflows
 
     names = {folder: name for name, folder in latest(load_workflows()).model_files().items()}
     return write_tiny_models(models_dir, seed, names)
@@ -77,8 +77,8 @@ def pin_manifest(models_dir: Path, out: Path) -> Path:
     size, as if the tiny files were the released ones (the worker's result cache needs every model pinned)."""
     import yaml
 
+    from avatar_driver.contract import latest, load_workflows
     from scripts.fetch_models import load_manifest
-    from worker.workflow import latest, load_workflows
 
     manifest = yaml.safe_load(paths.models_manifest().read_text())
     loaded = latest(load_workflows()).model_files()
@@ -179,7 +179,7 @@ def _build(models_dir: Path, seed: int, names: dict[str, str]) -> None:
     import comfy.taesd.taesd
     import torch
 
-    from tests.plugins import tiny_sdxl
+    from avatar_driver.demo import tiny_sdxl
 
     generator = torch.Generator().manual_seed(seed)
     config = comfy.model_detection.model_config_from_unet_config(dict(tiny_sdxl.UNET_CONFIG))

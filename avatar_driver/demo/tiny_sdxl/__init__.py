@@ -2,7 +2,7 @@
 
 Imported by ComfyUI as a custom-node module (it adds no nodes). On import it puts ``TinySDXL`` at the front of
 ``comfy.supported_models.models``; ComfyUI's stock checkpoint detection then picks it for checkpoints whose UNet
-matches ``UNET_CONFIG`` (written by ``tests/helpers/tiny_models.py``) and nothing else. Everything else is stock
+matches ``UNET_CONFIG`` (written by ``avatar_driver/demo/tiny_models.py``) and nothing else. Everything else is stock
 SDXL: ``model_base.SDXL`` (EPS), the SDXL latent format and tokenizer, a TAESD-layout VAE, ldm ControlNets and
 kohya LoRAs. The configs below are the single source the generator builds from.
 """

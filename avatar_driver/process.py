@@ -19,7 +19,7 @@ from typing import IO
 
 import requests
 
-from worker import paths
+from avatar_driver import paths
 
 
 def device_args() -> list[str]:

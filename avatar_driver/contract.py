@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from worker import paths
+from avatar_driver import paths
 
 WORKFLOW_NAME = "ethmumbai_avatar"
 _VERSION_FILE = re.compile(r"^(v(\d+))\.params\.json$")
