@@ -1,7 +1,9 @@
-"""The published avatar workflow versions: API graph + params file, and turning a job into a prompt.
+"""The workflow contract: the published avatar workflow versions (API graph + params file), turning a job into a
+prompt, and reading ComfyUI's answers in the contract's terms.
 
 Each version is a pair ``<dir>/v<N>.api.json`` + ``<dir>/v<N>.params.json`` (see docs/ARCHITECTURE.md).
-The params file is the only place that knows node ids; this module reads it and nothing else does.
+The params file is the only place that knows node ids; this module reads it and nothing else does: the worker,
+``workflows.convert``, training and benchmarks ask it (model inputs, missing models, parameters, node ids).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from avatar_driver import paths
+from avatar_driver.manifest import load_manifest
 
 WORKFLOW_NAME = "ethmumbai_avatar"
 _VERSION_FILE = re.compile(r"^(v(\d+))\.params\.json$")
@@ -26,6 +29,38 @@ FACE_CROP_CLASS = "EthMumbaiFaceCrop"
 class Target:
     node: str
     input: str
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A node input that names a model file, and the ComfyUI models folder the file lives in."""
+
+    node: str
+    input: str
+    folder: str  # ComfyUI model folder: checkpoints, loras, controlnet, ...
+
+
+@dataclass(frozen=True)
+class MissingModel:
+    node: str
+    input: str
+    folder: str
+    filename: str
+
+    @property
+    def message(self) -> str:
+        return (f"model {self.filename!r} is missing from the {self.folder} folder; "
+                f"fetch it with: python scripts/fetch_models.py --only {self.filename}")
+
+
+def read_params(path: Path) -> dict:
+    """A ``vN.params.json`` file, parsed (the one place that reads one)."""
+    return json.loads(Path(path).read_text())
+
+
+def model_inputs(spec: dict) -> list[ModelInput]:
+    """The model-file inputs a params file lists (its ``models``), in file order."""
+    return [ModelInput(str(m["node"]), m["input"], m["folder"]) for m in spec.get("models", [])]
 
 
 @dataclass(frozen=True)
@@ -52,9 +87,30 @@ class Workflow:
         entries = spec.get("targets") or [{"node": spec["node"], "input": spec["input"]}]
         return [Target(str(e["node"]), e["input"]) for e in entries]
 
+    def model_inputs(self) -> list[ModelInput]:
+        return model_inputs(self.spec)
+
     def model_files(self) -> dict[str, str]:
         """Model file name → its ComfyUI models folder, for every model the graph loads."""
-        return {self.graph[str(m["node"])]["inputs"][m["input"]]: m["folder"] for m in self.spec.get("models", [])}
+        return {self.graph[m.node]["inputs"][m.input]: m.folder for m in self.model_inputs()}
+
+    def missing_models(self, node_errors: dict) -> list[MissingModel]:
+        """Every model file a ``/prompt`` rejection reports absent, in params-file order.
+
+        ComfyUI checks every combo input of a prompt against the files it has, so a model file that is not on disk
+        comes back from ``POST /prompt`` (HTTP 400) as a ``value_not_in_list`` error in ``node_errors``, e.g.
+        ``{"5": {"errors": [{"type": "value_not_in_list", "extra_info": {"input_name": "ckpt_name",
+        "received_value": "sd_xl_base_1.0.safetensors", ...}}], "class_type": "CheckpointLoaderSimple"}}``.
+        Other errors, on any input, are not included.
+        """
+        missing = []
+        for model in self.model_inputs():
+            for error in (node_errors.get(model.node) or {}).get("errors", []):
+                extra = error.get("extra_info") or {}
+                if error.get("type") == "value_not_in_list" and extra.get("input_name") == model.input:
+                    missing.append(MissingModel(model.node, model.input, model.folder,
+                                                str(extra.get("received_value"))))
+        return missing
 
     def defaults(self) -> dict:
         return {name: spec["default"] for name, spec in self.params.items() if "default" in spec}
@@ -72,9 +128,7 @@ class Workflow:
 
         None if a model the graph loads has no pinned hash: without it a changed file would serve stale results.
         """
-        from scripts.fetch_models import load_manifest  # the manifest's own validated loader
-
-        pinned = {entry.filename: entry.sha256 for entry in load_manifest(paths.models_manifest()).models}
+        pinned = {entry.filename: entry.sha256 for entry in load_manifest().models}
         hashes = {name: pinned.get(name) for name in self.model_files()}
         return hashes if all(hashes.values()) else None
 
@@ -101,7 +155,7 @@ def load_workflows(folder: Path | None = None) -> dict[str, Workflow]:
         match = _VERSION_FILE.match(path.name)
         if not match:
             continue
-        spec = json.loads(path.read_text())
+        spec = read_params(path)
         graph = json.loads((folder / f"{match.group(1)}.api.json").read_text())
         found.append((int(match.group(2)), Workflow(match.group(1), spec["version"], graph, spec)))
     if not found:

@@ -1,17 +1,17 @@
-"""Machine-readable job errors: the pack's codes plus the worker's own, and how ComfyUI failures map to them.
+"""Machine-readable job errors: the driver's codes on top of the pack's, and how ComfyUI failures map to them.
 
-A failed job is returned (never raised) as ``{"error": "<JSON of {code, message}>"}``: the runpod SDK
-only accepts a string there (a dict makes its local API answer HTTP 500 and the platform report the
-job COMPLETED with no output), so the ``{code, message}`` object travels JSON-encoded.
+``WorkerError`` extends the pack's ``CodedError`` (custom_nodes/ethmumbai/core/errors.py): the pack's codes are
+defined there, the driver's here, each once. How a failed job is returned is the worker's business
+(worker/handler.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Sequence
 
 from custom_nodes.ethmumbai.core.errors import CODES as PACK_CODES
-from workflows.validation import missing_models
+from custom_nodes.ethmumbai.core.errors import MODEL_MISSING, CodedError
 
 COMFY_VALIDATION = "COMFY_VALIDATION"  # ComfyUI refused the prompt (node_errors), other than a missing model
 COMFY_EXECUTION = "COMFY_EXECUTION"  # a node raised something that is not one of the pack's coded errors
@@ -19,8 +19,6 @@ TIMEOUT = "TIMEOUT"  # the job's deadline passed; the prompt was interrupted and
 COMFY_CRASHED = "COMFY_CRASHED"  # the ComfyUI process died or became unreachable during the job
 OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"  # the result exceeds the payload limit and no storage is configured
 STORAGE_ERROR = "STORAGE_ERROR"  # the object store failed
-INVALID_INPUT = "INVALID_INPUT"
-MODEL_MISSING = "MODEL_MISSING"
 
 CODES = PACK_CODES | {COMFY_VALIDATION, COMFY_EXECUTION, TIMEOUT, COMFY_CRASHED, OUTPUT_TOO_LARGE, STORAGE_ERROR}
 
@@ -30,20 +28,13 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{120,}")
 MAX_MESSAGE_CHARS = 600
 
 
-class WorkerError(Exception):
+class WorkerError(CodedError):
+    """A failed prompt or job, with any code of the pack or the driver; its message is cleaned for clients."""
+
+    codes = CODES
+
     def __init__(self, code: str, message: str):
-        if code not in CODES:
-            raise ValueError(f"unknown error code {code!r}")
-        super().__init__(code, message)
-        self.code = code
-        self.message = clean_message(message)
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
-
-    def to_output(self) -> dict:
-        """The handler's return value for this failure (see the module docstring for the shape)."""
-        return {"error": json.dumps({"code": self.code, "message": self.message})}
+        super().__init__(code, clean_message(message))
 
 
 def clean_message(text: str) -> str:
@@ -61,10 +52,9 @@ def from_exception_message(exception_message: str, node_type: str | None = None)
     return WorkerError(COMFY_EXECUTION, f"ComfyUI failed{where}: {text or 'unknown error'}")
 
 
-def rejection_error(error: dict, node_errors: dict, params_spec: dict) -> WorkerError:
+def rejection_error(error: dict, node_errors: dict, missing: Sequence) -> WorkerError:
     """ComfyUI refused the prompt. A model file not on disk is MODEL_MISSING (named, with its fetch command); the
-    rest COMFY_VALIDATION. ``params_spec`` is the workflow's params file (its ``models`` list)."""
-    missing = missing_models(node_errors, params_spec)
+    rest COMFY_VALIDATION. ``missing``: the workflow contract's ``missing_models(node_errors)``."""
     if missing:
         return WorkerError(MODEL_MISSING, "; ".join(m.message for m in missing))
     problems = [f"node {node_id} ({entry.get('class_type')}): {item.get('message')}: {item.get('details')}"

@@ -8,6 +8,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR = REPO_ROOT / "custom_nodes" / "ethmumbai"
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
+# ComfyUI model folders, each a subfolder of models/ (same names, so artists recognise them).
+MODEL_FOLDERS = ["checkpoints", "loras", "controlnet", "vae", "clip", "annotators", "upscale_models"]
 
 
 def comfyui_dir() -> Path:

@@ -19,7 +19,6 @@ Exit codes: 0 all selected files present and verified; 1 a download or its check
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -30,110 +29,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import requests
 import urllib3
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm import tqdm
 
-if __package__:  # imported as scripts.fetch_models (worker, tests)
-    from .install_comfyui import MODEL_FOLDERS, REPO
-else:  # run as `python scripts/fetch_models.py`: its own folder is on sys.path
-    from install_comfyui import MODEL_FOLDERS, REPO
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root is not on the path
 
-MANIFEST = REPO / "models_manifest.yaml"
+from avatar_driver import paths  # noqa: E402
+from avatar_driver.manifest import (  # noqa: E402
+    CHUNK,
+    Manifest,
+    ManifestError,
+    ModelEntry,
+    load_manifest,
+    progress_bar,
+    sha256_file,
+)
+
 STATE_DIR = ".fetch_models"  # under the target: partial downloads, Hugging Face staging, verification stamps
-CHUNK = 1 << 20
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_VERIFIED = 0, 1, 2, 3
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-# ---------------------------------------------------------------- manifest schema
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HfSource(_Strict):
-    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
-    file: str
-    revision: str = Field(pattern=COMMIT.pattern, description="a commit hash, so the bytes cannot change")
-
-
-class Source(_Strict):
-    hf: HfSource | None = None
-    url: str | None = Field(default=None, pattern=r"^https?://")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Source:
-        if (self.hf is None) == (self.url is None):
-            raise ValueError("source needs exactly one of `hf` or `url`")
-        return self
-
-
-class ModelEntry(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    filename: str = Field(pattern=r"^[^/\\]+$")
-    folder: Literal[tuple(MODEL_FOLDERS)]  # type: ignore[valid-type]
-    source: Source
-    sha256: str | None = Field(pattern=SHA256.pattern)
-    size: int | None = Field(gt=0)
-    license: str
-    required: bool
-    used_by: list[str] = Field(description="workflow versions, e.g. v1")
-    group: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
-    todo: str | None = None
-    notes: str | None = None
-
-    @model_validator(mode="after")
-    def _pinned_or_todo(self) -> ModelEntry:
-        if (self.sha256 is None or self.size is None) and not self.todo:
-            raise ValueError(f"{self.name}: sha256 and size may be null only with a `todo` saying why")
-        if self.required and not self.pinned:
-            raise ValueError(f"{self.name}: a required model must have sha256 and size")
-        return self
-
-    @property
-    def pinned(self) -> bool:
-        return self.sha256 is not None and self.size is not None
-
-    @property
-    def relpath(self) -> str:
-        return f"{self.folder}/{self.filename}"
-
-
-class Manifest(_Strict):
-    version: Literal[1]
-    models: list[ModelEntry]
-
-    @model_validator(mode="after")
-    def _unique(self) -> Manifest:
-        names = [m.name for m in self.models]
-        paths = [m.relpath for m in self.models]
-        groups = {m.group for m in self.models if m.group}
-        for label, values in (("name", names), ("folder/filename", paths)):
-            dupes = sorted({v for v in values if values.count(v) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {label}: {', '.join(dupes)}")
-        clash = sorted(groups & (set(names) | {"all", "required"}))
-        if clash:
-            raise ValueError(f"group names clash with entry names or keywords: {', '.join(clash)}")
-        return self
-
-
-class ManifestError(Exception):
-    pass
-
-
-def load_manifest(path: Path = MANIFEST) -> Manifest:
-    try:
-        return Manifest.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ManifestError(f"{path}: {exc}") from exc
 
 
 def select(manifest: Manifest, only: str) -> list[ModelEntry]:
@@ -177,20 +92,6 @@ class Layout:
 
     def stamp(self, entry: ModelEntry) -> Path:
         return self.target / STATE_DIR / "verified" / entry.folder / f"{entry.filename}.json"
-
-
-def sha256_file(path: Path, label: str = "") -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle, _bar(path.stat().st_size, f"sha256 {label or path.name}") as bar:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
-
-def _bar(total: int | None, desc: str) -> tqdm:
-    # disable=None: bars only on a terminal, so Docker build logs and CI stay readable.
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False, disable=None)
 
 
 def _stat_key(path: Path) -> dict:
@@ -273,7 +174,7 @@ def download_url(url: str, part: Path, expected_size: int | None, retries: int, 
                     offset = 0  # the server sent the whole file: overwrite
                 length = int(response.headers.get("Content-Length", 0)) or None
                 total = expected_size or (offset + length if length else None)
-                with part.open("ab" if resumed else "wb") as out, _bar(total, part.name[:-5]) as bar:
+                with part.open("ab" if resumed else "wb") as out, progress_bar(total, part.name[:-5]) as bar:
                     bar.update(offset)
                     # read1 hands over whatever arrived, so a dropped connection keeps every byte received.
                     while chunk := response.raw.read1(CHUNK):
@@ -382,9 +283,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
     )
-    parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    parser.add_argument("--manifest", type=Path, default=paths.models_manifest())
     parser.add_argument(
-        "--target", type=Path, default=Path(os.environ.get("MODELS_DIR", REPO / "models")),
+        "--target", type=Path, default=Path(os.environ.get("MODELS_DIR", paths.REPO_ROOT / "models")),
         help="models folder (default $MODELS_DIR or models/); e.g. /runpod-volume/models",
     )
     parser.add_argument("--only", default="required", help="required | all | names, groups or file names (a,b)")

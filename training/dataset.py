@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from scripts.fetch_models import sha256_file
+from avatar_driver.manifest import sha256_file
 
 SPLITS = ("train", "val")
 

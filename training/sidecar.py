@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from avatar_driver.manifest import sha256_file
 from avatar_driver.paths import REPO_ROOT
-from scripts.fetch_models import sha256_file
 
 MANIFEST = REPO_ROOT / "models_manifest.yaml"
 DEFAULT_ENTRY = {"license": "MIT (project-trained)", "required": False, "used_by": ["v1"]}

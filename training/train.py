@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch.utils.checkpoint import checkpoint
 
 from avatar_driver import paths
-from scripts.fetch_models import sha256_file
+from avatar_driver.manifest import sha256_file
 from training import comfy_runtime, plots, sidecar
 from training.cache import Encoded, EncodingCache
 from training.dataset import dataset_hash, split_items

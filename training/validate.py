@@ -63,9 +63,9 @@ def with_models(workflow: Workflow, prompt: dict, checkpoint: str, lora: str) ->
     """``prompt`` with every checkpoint input set to the base model and every LoRA input to the LoRA under test
     (the params file's ``models`` list says which inputs load which folder; see docs/ARCHITECTURE.md)."""
     swap = {"checkpoints": checkpoint, "loras": lora}
-    for model in workflow.spec.get("models", []):
-        if model["folder"] in swap:
-            prompt[str(model["node"])]["inputs"][model["input"]] = swap[model["folder"]]
+    for model in workflow.model_inputs():
+        if model.folder in swap:
+            prompt[model.node]["inputs"][model.input] = swap[model.folder]
     return prompt
 
 

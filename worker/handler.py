@@ -33,15 +33,15 @@ from avatar_driver.contract import FACE_CROP_CLASS, Workflow, latest, load_workf
 from avatar_driver.errors import (  # noqa: E402
     COMFY_CRASHED,
     COMFY_EXECUTION,
-    INVALID_INPUT,
     OUTPUT_TOO_LARGE,
     STORAGE_ERROR,
     WorkerError,
+    clean_message,
     rejection_error,
 )
 from avatar_driver.process import ComfyBootError  # noqa: E402
 from avatar_driver.runner import PromptRun  # noqa: E402
-from custom_nodes.ethmumbai.core.errors import EthMumbaiError  # noqa: E402
+from custom_nodes.ethmumbai.core.errors import INVALID_INPUT, CodedError  # noqa: E402
 from worker.analytics import EventSink, job_event  # noqa: E402
 from worker.schema import JobRequest, JobSchema  # noqa: E402
 from worker.storage import ResultStore, StorageError, StoredObject  # noqa: E402
@@ -174,7 +174,7 @@ class Worker:
         try:
             self._execute(workflow, prompt, started + self.settings.job_timeout)
             log.info("warm-up finished in %.1f s", time.monotonic() - started)
-        except WorkerError as err:  # a failed warm-up is worth a log line, not a dead worker
+        except CodedError as err:  # a failed warm-up is worth a log line, not a dead worker
             log.warning("warm-up failed: %s", err)
 
     def run(self, job: dict) -> dict:
@@ -188,13 +188,13 @@ class Worker:
             request = self.schema.parse(job.get("input"))
             result = self._run(job, request, started)
             return result
-        except WorkerError as err:
+        except CodedError as err:  # the pack's (a refused photo) and the driver's alike
             code = err.code
-            return err.to_output()
+            return failure(err)
         except Exception:
             log.exception("job %s: unexpected worker error", job_id)
             code = COMFY_EXECUTION
-            return WorkerError(code, "unexpected worker error; see the worker log").to_output()
+            return failure(WorkerError(code, "unexpected worker error; see the worker log"))
         finally:
             self.supervisor.process.clear_io_dirs()
             self.events.emit(job_event(
@@ -243,7 +243,8 @@ class Worker:
         try:
             return run.execute(deadline)
         except PromptRejected as rejected:
-            raise rejection_error(rejected.error, rejected.node_errors, workflow.spec) from None
+            raise rejection_error(rejected.error, rejected.node_errors,
+                                  workflow.missing_models(rejected.node_errors)) from None
         except WorkerError as err:
             if err.code == COMFY_CRASHED:
                 self.supervisor.recover_in_background(generation)
@@ -255,10 +256,8 @@ class Worker:
         hashes = self.model_hashes.get(request.workflow.version)
         if self.store is None or hashes is None:
             return None
-        try:
-            return self.store.cache_key(request.image, request.params, request.workflow.version, hashes)
-        except EthMumbaiError as err:  # the image is refused: fail now, without queueing a prompt
-            raise WorkerError(err.code, err.message) from None
+        # A refused image raises the pack's coded error here: the job fails now, without queueing a prompt.
+        return self.store.cache_key(request.image, request.params, request.workflow.version, hashes)
 
     def _cache_get(self, key: str | None) -> StoredObject | None:
         if key is None:
@@ -297,6 +296,13 @@ class Worker:
             return result
         raise WorkerError(OUTPUT_TOO_LARGE, f"the result is over the {self.settings.max_result_bytes}-byte payload "
                                             "limit; configure storage (STORAGE_BUCKET) to get a URL instead")
+
+
+def failure(err: CodedError) -> dict:
+    """The handler's return value for a failed job: ``{"error": "<JSON of {code, message}>"}``. The runpod SDK only
+    accepts a string there (a dict makes its local API answer HTTP 500 and the platform report the job COMPLETED
+    with no output), so the ``{code, message}`` object travels JSON-encoded."""
+    return {"error": json.dumps({"code": err.code, "message": clean_message(err.message)})}
 
 
 def _warmup_image() -> str:

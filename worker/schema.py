@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from avatar_driver.contract import Workflow, latest, load_workflows
-from avatar_driver.errors import INVALID_INPUT, WorkerError
+from avatar_driver.errors import WorkerError
+from custom_nodes.ethmumbai.core.errors import INVALID_INPUT
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 MAX_TIMEOUT_S = 3600

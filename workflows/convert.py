@@ -29,7 +29,7 @@ from pathlib import Path
 
 import requests
 
-from avatar_driver import paths
+from avatar_driver import contract, paths
 
 COMFYUI_VERSION = "0.3.75"
 SNAPSHOT = paths.WORKFLOWS_DIR / f"object_info_{COMFYUI_VERSION}.json"
@@ -211,12 +211,12 @@ def _sibling(ui_path: Path, kind: str) -> Path:
 
 
 def model_inputs(root: Path) -> set[tuple[str, str]]:
-    """(class type, input) of every model-file input named in a params file."""
+    """(class type, input) of every model-file input named in a params file (read through the contract)."""
     found = set()
     for ui_path in _versions(root):
         class_types = {str(node["id"]): node["type"] for node in json.loads(ui_path.read_text())["nodes"]}
-        params = json.loads(_sibling(ui_path, "params").read_text())
-        found |= {(class_types[str(m["node"])], m["input"]) for m in params.get("models", [])}
+        params = contract.read_params(_sibling(ui_path, "params"))
+        found |= {(class_types[m.node], m.input) for m in contract.model_inputs(params)}
     return found
 
 

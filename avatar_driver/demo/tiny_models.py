@@ -78,7 +78,7 @@ def pin_manifest(models_dir: Path, out: Path) -> Path:
     import yaml
 
     from avatar_driver.contract import latest, load_workflows
-    from scripts.fetch_models import load_manifest
+    from avatar_driver.manifest import load_manifest
 
     manifest = yaml.safe_load(paths.models_manifest().read_text())
     loaded = latest(load_workflows()).model_files()

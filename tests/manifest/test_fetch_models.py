@@ -9,10 +9,12 @@ import sys
 
 import pytest
 
+from avatar_driver import paths
+from avatar_driver.manifest import ManifestError, load_manifest
 from scripts import fetch_models
 from tests.manifest.manifests import entry, write_manifest
 
-REPO = fetch_models.REPO
+REPO = paths.REPO_ROOT
 
 
 def run(manifest, target, *args: str) -> int:
@@ -134,7 +136,7 @@ def test_only_selects_by_keyword_name_group_and_file_name(tmp_path):
     a, b = entry("sdxl", b"a"), entry("sk_fine", b"b", group="annotator_lineart", folder="annotators", required=False)
     c = entry("sk_coarse", b"c", group="annotator_lineart", folder="annotators", required=False)
     d = entry("lora", b"d", sha256=None, size=None, todo="later", required=False, folder="loras")
-    manifest = fetch_models.load_manifest(write_manifest(tmp_path / "m.yaml", a, b, c, d))
+    manifest = load_manifest(write_manifest(tmp_path / "m.yaml", a, b, c, d))
 
     def names(only):
         return [m.name for m in fetch_models.select(manifest, only)]
@@ -144,7 +146,7 @@ def test_only_selects_by_keyword_name_group_and_file_name(tmp_path):
     assert names("annotator_lineart") == ["sk_fine", "sk_coarse"]
     assert names("sk_coarse.safetensors,sdxl,sdxl") == ["sk_coarse", "sdxl"]
     assert names("lora") == ["lora"]
-    with pytest.raises(fetch_models.ManifestError, match="nope"):
+    with pytest.raises(ManifestError, match="nope"):
         fetch_models.select(manifest, "nope")
 
 

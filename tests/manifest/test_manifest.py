@@ -6,13 +6,15 @@ import copy
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from avatar_driver import manifest, paths
 from avatar_driver.contract import load_workflows
 from custom_nodes.ethmumbai.core.lineart import LEARNED
 from scripts import fetch_models
 
-RAW = yaml.safe_load(fetch_models.MANIFEST.read_text())
-MANIFEST = fetch_models.load_manifest()
+RAW = yaml.safe_load(paths.models_manifest().read_text())
+MANIFEST = manifest.load_manifest()
 
 
 def test_the_real_manifest_passes_the_schema_and_pins_every_required_model():
@@ -51,8 +53,8 @@ BAD_MANIFESTS = {
 
 @pytest.mark.parametrize("raw", BAD_MANIFESTS.values(), ids=BAD_MANIFESTS.keys())
 def test_schema_rejects(raw):
-    with pytest.raises(fetch_models.ValidationError):
-        fetch_models.Manifest.model_validate(raw)
+    with pytest.raises(ValidationError):
+        manifest.Manifest.model_validate(raw)
 
 
 @pytest.mark.parametrize("method", sorted(LEARNED))

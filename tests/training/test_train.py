@@ -23,8 +23,8 @@ from skimage import data
 
 from avatar_driver.contract import latest, load_workflows
 from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models
+from avatar_driver.manifest import ModelEntry, sha256_file
 from avatar_driver.paths import REPO_ROOT
-from scripts.fetch_models import ModelEntry, sha256_file
 
 NAME = "ethmumbai_style_test"
 LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")

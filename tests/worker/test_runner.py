@@ -7,6 +7,7 @@ import time
 import pytest
 
 from avatar_driver.client import ComfyClient, PromptRejected
+from avatar_driver.contract import Workflow
 from avatar_driver.errors import WorkerError, from_exception_message, rejection_error
 from avatar_driver.runner import PromptRun
 from tests.nodes.images import astronaut, b64, encode
@@ -74,7 +75,7 @@ def test_comfyui_node_errors_map_to_codes(comfy_server):
     bad_value["1"]["inputs"]["max_bytes"] = 0  # below the node's minimum
     with pytest.raises(PromptRejected) as rejected:
         client.queue_prompt(bad_value, "p-bad-value", "c")
-    error = rejection_error(rejected.value.error, rejected.value.node_errors, {})
+    error = rejection_error(rejected.value.error, rejected.value.node_errors, [])
     assert error.code == "COMFY_VALIDATION" and "max_bytes" in error.message
 
     missing = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "no_such_model.safetensors"}},
@@ -82,8 +83,9 @@ def test_comfyui_node_errors_map_to_codes(comfy_server):
                      "inputs": {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "filename_prefix": "x"}}}
     with pytest.raises(PromptRejected) as rejected:
         client.queue_prompt(missing, "p-missing", "c")
-    models = {"models": [{"node": "1", "input": "ckpt_name", "folder": "checkpoints"}]}
-    error = rejection_error(rejected.value.error, rejected.value.node_errors, models)
+    workflow = Workflow("v0", "0.0.0", missing, {"models": [{"node": "1", "input": "ckpt_name", "folder": "checkpoints"}]})
+    error = rejection_error(rejected.value.error, rejected.value.node_errors,
+                            workflow.missing_models(rejected.value.node_errors))
     assert error.code == "MODEL_MISSING", error.message
     assert "no_such_model.safetensors" in error.message and "fetch_models.py" in error.message
 

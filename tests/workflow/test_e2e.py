@@ -17,7 +17,6 @@ from PIL import Image
 from avatar_driver.contract import load_workflows
 from tests.helpers.comfy import run_prompt
 from tests.nodes.images import astronaut, b64, encode
-from workflows.validation import missing_models
 
 WORKFLOW = load_workflows()["v1"]
 PHOTO = b64(encode(astronaut()))  # 512x512, one face
@@ -103,7 +102,7 @@ def test_missing_model_files_are_named(tiny_comfy):
     anything, with value_not_in_list on each model input, and missing_models names every file."""
     entry = run_prompt(tiny_comfy.url, WORKFLOW.build(PHOTO, FAST))
     assert "outputs" not in entry, "the prompt ran although no production model is there"
-    missing = missing_models(entry["node_errors"], WORKFLOW.spec)
+    missing = WORKFLOW.missing_models(entry["node_errors"])
     assert {(m.folder, m.filename) for m in missing} == {(f, name) for name, f in WORKFLOW.model_files().items()}
     for model in missing:
         (error,) = entry["node_errors"][model.node]["errors"]
@@ -116,5 +115,5 @@ def test_one_missing_lora_is_the_only_one_named(tiny_comfy, tiny_models):
     lora = next(m for m in WORKFLOW.spec["models"] if m["folder"] == "loras")
     prompt[str(lora["node"])]["inputs"][lora["input"]] = "ethmumbai_style_v1.safetensors"
     entry = run_prompt(tiny_comfy.url, prompt)
-    assert [(m.node, m.input, m.filename) for m in missing_models(entry["node_errors"], WORKFLOW.spec)] == [
+    assert [(m.node, m.input, m.filename) for m in WORKFLOW.missing_models(entry["node_errors"])] == [
         (str(lora["node"]), lora["input"], "ethmumbai_style_v1.safetensors")]

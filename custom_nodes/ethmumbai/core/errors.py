@@ -1,7 +1,9 @@
-"""The one exception type the pack raises; its text carries a machine-readable code.
+"""The coded-error base of the whole product, and the pack's own codes.
 
 ``str(err)`` is ``"[CODE] message"`` so the code survives ComfyUI's ``execution_error`` event
 and the worker can parse it with ``^\\[([A-Z_]+)\\]``. Messages never contain image data.
+The driver (``avatar_driver/errors.py``) extends ``CodedError`` with its own codes; this module imports nothing
+of the repo, so the pack stays installable alone into an artist's ComfyUI.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ CODES = frozenset({
 })
 
 
-class EthMumbaiError(Exception):
+class CodedError(Exception):
+    """An error with a machine-readable code; each subclass names the codes it may carry (``codes``)."""
+
+    codes: frozenset[str] = frozenset()
+
     def __init__(self, code: str, message: str):
-        if code not in CODES:
+        if code not in self.codes:
             raise ValueError(f"unknown error code {code!r}")
         super().__init__(code, message)
         self.code = code
@@ -30,3 +36,9 @@ class EthMumbaiError(Exception):
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
+
+
+class EthMumbaiError(CodedError):
+    """What the pack's nodes raise."""
+
+    codes = CODES
