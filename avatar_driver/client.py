@@ -1,4 +1,4 @@
-"""A small client for one ComfyUI server: the HTTP endpoints the worker uses and its websocket events.
+"""The one client for a ComfyUI server: readiness and info probes, the prompt endpoints and its websocket events.
 
 Nothing here logs request or response bodies: prompts carry the user's photo as base64.
 """
@@ -13,6 +13,7 @@ import requests
 import websocket
 
 HTTP_TIMEOUT = 30.0
+OBJECT_INFO_TIMEOUT = 120.0  # /object_info builds every node's definition: slow on a busy CPU
 
 
 class ComfyUnavailable(RuntimeError):
@@ -37,11 +38,26 @@ class ComfyClient:
         self.base_url = base_url.rstrip("/")
         self.http = requests.Session()
 
-    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _call(self, method: str, path: str, timeout: float = HTTP_TIMEOUT, **kwargs) -> requests.Response:
         try:
-            return self.http.request(method, f"{self.base_url}{path}", timeout=HTTP_TIMEOUT, **kwargs)
+            return self.http.request(method, f"{self.base_url}{path}", timeout=timeout, **kwargs)
         except requests.RequestException as err:  # refused, reset or timed out: gone or hung
             raise ComfyUnavailable(f"ComfyUI at {self.base_url} is not answering: {type(err).__name__}") from None
+
+    def ready(self, timeout: float = 2.0) -> bool:
+        """Does ComfyUI answer HTTP within ``timeout`` s (the probe of boot and crash recovery)?"""
+        try:
+            return self._call("GET", "/system_stats", timeout=timeout).ok
+        except ComfyUnavailable:
+            return False
+
+    def system_stats(self, timeout: float = HTTP_TIMEOUT) -> dict:
+        """Versions (``system.comfyui_version``, ``pytorch_version``) and devices."""
+        return self._call("GET", "/system_stats", timeout=timeout).json()
+
+    def object_info(self) -> dict:
+        """Every loaded node class → its definition (inputs, outputs, category)."""
+        return self._call("GET", "/object_info", timeout=OBJECT_INFO_TIMEOUT).json()
 
     def queue_prompt(self, prompt: dict, prompt_id: str, client_id: str) -> None:
         """Queue ``prompt`` under our own ``prompt_id`` so it can be found even if this answer is lost."""
@@ -72,7 +88,7 @@ class ComfyClient:
 
     def node_types(self) -> set[str]:
         """Every node class this ComfyUI has loaded (a custom node that failed to import is missing here)."""
-        return set(self._call("GET", "/object_info").json())
+        return set(self.object_info())
 
     def queue_ids(self) -> tuple[list[str], list[str]]:
         """(running, pending) prompt ids."""

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import requests
-
 from avatar_driver import paths
+from avatar_driver.client import ComfyClient
 
 
 def device_args() -> list[str]:
@@ -111,15 +110,13 @@ class ComfyProcess:
     def wait_ready(self, timeout: float = 120.0, poll: float = 0.2) -> float:
         """Block until ComfyUI answers HTTP; return seconds waited. Fails fast if the process dies."""
         started = time.monotonic()
+        client = ComfyClient(self.url)
         while True:
             if not self.alive():
                 code = self._proc.returncode if self._proc else None
                 raise ComfyBootError(f"ComfyUI exited during boot (exit code {code})")
-            try:
-                if requests.get(f"{self.url}/system_stats", timeout=2).ok:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
+            if client.ready():
+                return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 self.stop()
                 raise ComfyBootError(f"ComfyUI did not answer within {timeout:.0f} s")

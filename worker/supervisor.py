@@ -3,7 +3,7 @@
 Env (all optional): ``COMFY_WORKDIR`` (ComfyUI's base directory; default a folder in the temp dir),
 ``COMFY_PORT`` (default a free port), ``COMFYUI_PLUGINS`` (extra custom-node folders, ``os.pathsep``
 separated, linked beside the pack), ``EXTRA_MODEL_PATHS`` / ``COMFYUI_DIR`` / ``COMFYUI_ARGS`` (see
-comfy_process.py), ``COMFY_BOOT_TIMEOUT`` (s, default 180).
+avatar_driver/process.py), ``COMFY_BOOT_TIMEOUT`` (s, default 180).
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-import requests
-
 from avatar_driver import paths
-from avatar_driver.client import ComfyClient
+from avatar_driver.client import ComfyClient, ComfyUnavailable
 from avatar_driver.process import ComfyProcess, free_port
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ class Supervisor:
     def recover(self, generation: int) -> None:
         """After a job lost ComfyUI: restart it unless someone already did or it answers after all."""
         with self._lock:
-            if generation != self.generation or (self.process.alive() and self._answers()):
+            if generation != self.generation or (self.process.alive() and self.client.ready(timeout=5)):
                 return
             log.warning("ComfyUI (pid %s) is gone or not answering: restarting it", self.process.pid)
             self._start()
@@ -82,16 +80,10 @@ class Supervisor:
     def device_name(self) -> str | None:
         """ComfyUI's torch device as it names it (``cuda:0 NVIDIA H100 80GB HBM3 : cudaMallocAsync``, ``cpu``)."""
         try:
-            devices = requests.get(f"{self.process.url}/system_stats", timeout=5).json().get("devices") or [{}]
-        except (requests.RequestException, ValueError):
+            devices = self.client.system_stats(timeout=5).get("devices") or [{}]
+        except (ComfyUnavailable, ValueError):
             return None
         return devices[0].get("name")
-
-    def _answers(self) -> bool:
-        try:
-            return requests.get(f"{self.process.url}/system_stats", timeout=5).ok
-        except requests.RequestException:
-            return False
 
     def stop(self) -> None:
         with self._lock:

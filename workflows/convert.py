@@ -27,9 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import requests
-
 from avatar_driver import contract, paths
+from avatar_driver.client import ComfyClient
 
 COMFYUI_VERSION = "0.3.75"
 SNAPSHOT = paths.WORKFLOWS_DIR / f"object_info_{COMFYUI_VERSION}.json"
@@ -248,10 +247,11 @@ def trim_object_info(object_info: dict, root: Path = paths.WORKFLOWS_DIR) -> dic
 
 def fetch_snapshot(base_url: str, root: Path = paths.WORKFLOWS_DIR) -> dict:
     """The trimmed snapshot from a running ComfyUI, which must be the pinned version."""
-    version = requests.get(f"{base_url}/system_stats", timeout=30).json()["system"]["comfyui_version"]
+    client = ComfyClient(base_url)
+    version = client.system_stats()["system"]["comfyui_version"]
     if version != COMFYUI_VERSION:
         raise ConvertError(f"ComfyUI {version} is running; the snapshot is for {COMFYUI_VERSION}")
-    return trim_object_info(requests.get(f"{base_url}/object_info", timeout=120).json(), root)
+    return trim_object_info(client.object_info(), root)
 
 
 def dump(data: dict) -> str:

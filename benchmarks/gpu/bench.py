@@ -35,7 +35,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from avatar_driver import paths  # noqa: E402
@@ -208,7 +207,7 @@ class Bare:
         self.process.wait_ready(300)
         booted = round(time.monotonic() - started, 2)
         if "comfyui" not in self.env.results["meta"]:
-            stats = requests.get(f"{self.process.url}/system_stats", timeout=10).json()
+            stats = self.client.system_stats()
             self.env.results["meta"]["comfyui"] = {
                 "version": stats["system"].get("comfyui_version"), "torch": stats["system"].get("pytorch_version"),
                 "device": stats["devices"][0].get("name"), "vram_total_mib": stats["devices"][0].get("vram_total", 0) >> 20}

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
 
-import requests
-import websocket
-
+from avatar_driver.client import ComfyClient, PromptRejected
 from avatar_driver.process import ComfyProcess
 
 
@@ -35,23 +32,24 @@ def run_prompt(base_url: str, prompt: dict, timeout: float = 300.0) -> dict:
     """Queue an API-format prompt, wait on the websocket until it finishes, return its /history entry.
 
     The returned dict is the history entry (``outputs``, ``status``), or ``{"node_errors": ...,
-    "error": ...}`` when ComfyUI refused the prompt at validation.
+    "error": ...}`` when ComfyUI refused the prompt at validation. Built on the driver's client, but not on its
+    ``PromptRun``: tests need the raw history entry (failed runs included) and a prompt ComfyUI partly accepted
+    left queued, which PromptRun turns into errors and deletes.
     """
-    client_id = uuid.uuid4().hex
-    ws = websocket.create_connection(f"ws://{base_url.split('://', 1)[1]}/ws?clientId={client_id}", timeout=timeout)
+    client = ComfyClient(base_url)
+    client_id, prompt_id = uuid.uuid4().hex, uuid.uuid4().hex
+    events = client.events(client_id)
+    events.connect(timeout)
     try:
-        resp = requests.post(f"{base_url}/prompt", json={"prompt": prompt, "client_id": client_id}, timeout=30)
-        body = resp.json()
-        if resp.status_code != 200:
-            return {"error": body.get("error"), "node_errors": body.get("node_errors", {})}
-        prompt_id = body["prompt_id"]
+        try:
+            client.queue_prompt(prompt, prompt_id, client_id)
+        except PromptRejected as rejected:
+            if not rejected.queued:
+                return {"error": rejected.error, "node_errors": rejected.node_errors}
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = ws.recv()
-            if not isinstance(message, str):
-                continue  # binary preview frames
-            event = json.loads(message)
-            data = event.get("data", {})
+        while (left := deadline - time.monotonic()) > 0:
+            event = events.receive(left)
+            data = (event or {}).get("data", {})
             if data.get("prompt_id") != prompt_id:
                 continue
             if event["type"] in ("execution_success", "execution_error", "execution_interrupted"):
@@ -61,10 +59,8 @@ def run_prompt(base_url: str, prompt: dict, timeout: float = 300.0) -> dict:
         else:
             raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
     finally:
-        ws.close()
+        events.close()
     # ComfyUI sends execution_error before it files the prompt in /history: wait for the entry.
-    while True:
-        history = requests.get(f"{base_url}/history/{prompt_id}", timeout=30).json()
-        if prompt_id in history or time.monotonic() > deadline:
-            return history[prompt_id]
+    while (entry := client.history(prompt_id)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    return entry
