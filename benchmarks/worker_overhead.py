@@ -31,9 +31,9 @@ import requests  # noqa: E402
 
 from avatar_driver.contract import latest, load_workflows  # noqa: E402
 from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models  # noqa: E402
-from tests.helpers.comfy import run_prompt  # noqa: E402
-from tests.nodes.images import astronaut, b64, encode  # noqa: E402
-from tests.worker.server import start_worker  # noqa: E402
+from tools.comfy import run_prompt  # noqa: E402
+from tools.images import astronaut, b64, encode  # noqa: E402
+from tools.worker_server import start_worker  # noqa: E402
 from worker.schema import JobSchema  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models, write_workflow_models  # noqa: E402
 from avatar_driver.paths import PACK_DIR  # noqa: E402
-from tests.helpers.comfy import start_comfy  # noqa: E402
+from tools.comfy import start_comfy  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from skimage import data as skdata
 
 from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, next_server
-from tests.worker.server import WorkerServer, start_worker
+from tools.worker_server import WorkerServer, start_worker
 from tests.helpers.waiting import wait_until
 from avatar_driver.process import free_port
 

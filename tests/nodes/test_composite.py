@@ -11,7 +11,7 @@ from PIL import Image
 
 from custom_nodes.ethmumbai.core import composite, crop, face
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
-from tests.nodes.images import astronaut, to_tensor
+from tools.images import astronaut, to_tensor
 
 ASSETS = list(composite.catalogue(composite.BACKGROUND_DIR))
 

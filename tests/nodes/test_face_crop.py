@@ -12,7 +12,7 @@ import torch
 
 from custom_nodes.ethmumbai.core import crop, face, models
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
-from tests.nodes.images import ASTRONAUT_FACE, astronaut, chelsea, to_tensor
+from tools.images import ASTRONAUT_FACE, astronaut, chelsea, to_tensor
 
 
 def centre(box) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from custom_nodes.ethmumbai.core import image_io
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
-from tests.nodes.images import astronaut, b64, decode_b64_image, encode, png_bomb, png_header_claiming
+from tools.images import astronaut, b64, decode_b64_image, encode, png_bomb, png_header_claiming
 
 LIMITS = {"max_bytes": 20_000_000, "max_pixels": 40_000_000}
 

@@ -13,7 +13,7 @@ import yaml
 from avatar_driver.paths import REPO_ROOT
 from custom_nodes.ethmumbai.core import lineart
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
-from tests.nodes.images import astronaut, to_tensor
+from tools.images import astronaut, to_tensor
 
 
 def reference_standard(pixels: np.ndarray) -> np.ndarray:

@@ -22,8 +22,8 @@ from avatar_driver.paths import models_manifest
 from custom_nodes.ethmumbai.core import models
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
 from custom_nodes.ethmumbai.core.lineart import LEARNED, lineart
-from tests.helpers.comfy import run_prompt, start_comfy
-from tests.nodes.images import astronaut, b64, chelsea, decode_b64_image, encode, to_tensor
+from tools.comfy import run_prompt, start_comfy
+from tools.images import astronaut, b64, chelsea, decode_b64_image, encode, to_tensor
 
 # controlnet-aux imports all its detectors; these are that import's notices, not the tests'.
 pytestmark = pytest.mark.filterwarnings("ignore:Overwriting tiny_vit", "ignore:Importing from timm",

@@ -11,7 +11,7 @@ import torch
 
 from custom_nodes.ethmumbai.core import masks, segment
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
-from tests.nodes.images import ASTRONAUT_FACE, astronaut, to_tensor
+from tools.images import ASTRONAUT_FACE, astronaut, to_tensor
 
 
 def mask_of(pixels: np.ndarray, threshold: float = 0.5, feather: int = 0, **options) -> np.ndarray:

@@ -14,8 +14,8 @@ from PIL import Image
 from avatar_driver.paths import REPO_ROOT
 from custom_nodes.ethmumbai.core import composite
 from custom_nodes.ethmumbai.core.lineart import LEARNED
-from tests.helpers.comfy import run_prompt
-from tests.nodes.images import (
+from tools.comfy import run_prompt
+from tools.images import (
     ASTRONAUT_FACE,
     astronaut,
     b64,

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
-from tests.nodes.images import astronaut, b64, chelsea, encode
+from tools.images import astronaut, b64, chelsea, encode
 from worker.storage import cache_key
 
 PARAMS = {"seed": 42, "steps": 4, "cfg": 7.0, "prompt": "a portrait", "background": "solid"}

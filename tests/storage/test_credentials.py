@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from avatar_driver.process import free_port
-from tests.nodes.images import astronaut, encode
+from tools.images import astronaut, encode
 from worker.storage import ResultStore, StorageError
 
 PNG = encode(astronaut()[:32, :32])

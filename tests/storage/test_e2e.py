@@ -19,9 +19,9 @@ import websocket
 from PIL import Image
 
 from avatar_driver.demo.tiny_models import pin_manifest
-from tests.nodes.images import astronaut, b64, encode
 from tests.worker.conftest import avatar_job
-from tests.worker.server import start_worker
+from tools.images import astronaut, b64, encode
+from tools.worker_server import start_worker
 from worker.storage import ResultStore, StorageConfig
 
 KEY_ID = "e2e-key-id"

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from avatar_driver.paths import REPO_ROOT
-from tests.nodes.images import astronaut, encode
+from tools.images import astronaut, encode
 from worker.storage import DEFAULT_PREFIX, ResultStore, StorageError, user_segment
 
 PNG = encode(astronaut()[:64, :64])

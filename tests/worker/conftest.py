@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from avatar_driver.contract import latest, load_workflows
-from tests.nodes.images import astronaut, b64, encode
-from tests.worker.server import start_worker
+from tools.images import astronaut, b64, encode
+from tools.worker_server import start_worker
 
 WORKFLOW = latest(load_workflows())
 

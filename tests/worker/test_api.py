@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.nodes.images import b64, chelsea, decode_b64_image, encode, png_header_claiming
 from tests.worker.conftest import PHOTO, WORKFLOW, avatar_job, fast_params
+from tools.images import b64, chelsea, decode_b64_image, encode, png_header_claiming
 
 
 def _animated_gif() -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.worker.server import start_worker
+from tools.worker_server import start_worker
 
 
 def test_boot_fails_fast_when_comfyui_exits(tmp_path):

@@ -12,7 +12,7 @@ import shutil
 
 from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_workflow_models
 from tests.worker.conftest import WORKFLOW, avatar_job
-from tests.worker.server import start_worker
+from tools.worker_server import start_worker
 
 
 def test_corrupt_model_file_is_comfy_execution_then_a_fixed_file_runs(tmp_path, worker_env):

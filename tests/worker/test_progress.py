@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from runpod.serverless.modules import rp_http
 
-from tests.worker.server import ProgressCollector
+from tools.worker_server import ProgressCollector
 from worker.handler import Progress
 
 JOB = {"id": "job-progress-1"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.worker.conftest import avatar_job
-from tests.worker.server import start_worker
+from tools.worker_server import start_worker
 
 
 @pytest.fixture(scope="module")

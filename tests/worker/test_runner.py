@@ -10,7 +10,7 @@ from avatar_driver.client import ComfyClient, PromptRejected
 from avatar_driver.contract import Workflow
 from avatar_driver.errors import WorkerError, from_exception_message, rejection_error
 from avatar_driver.runner import PromptRun
-from tests.nodes.images import astronaut, b64, encode
+from tools.images import astronaut, b64, encode
 
 PHOTO = b64(encode(astronaut()))
 

@@ -10,7 +10,7 @@ import requests
 from avatar_driver.demo.tiny_models import pin_manifest
 from tests.storage.conftest import start_moto
 from tests.worker.conftest import avatar_job
-from tests.worker.server import start_worker
+from tools.worker_server import start_worker
 
 
 @pytest.fixture(scope="module")

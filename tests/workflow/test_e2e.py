@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from avatar_driver.contract import load_workflows
-from tests.helpers.comfy import run_prompt
-from tests.nodes.images import astronaut, b64, encode
+from tools.comfy import run_prompt
+from tools.images import astronaut, b64, encode
 
 WORKFLOW = load_workflows()["v1"]
 PHOTO = b64(encode(astronaut()))  # 512x512, one face

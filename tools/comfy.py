@@ -1,4 +1,4 @@
-"""Shared helpers for tests that talk to a real ComfyUI server."""
+"""Start a real ComfyUI for a script or a test, and run one prompt on it through the driver's client."""
 
 from __future__ import annotations
 
