@@ -1,8 +1,7 @@
 """RunPod serverless handler: one typed job in, one avatar (or one coded error) out.
 
 ``python -m worker.handler`` boots ComfyUI and serves RunPod jobs; ``--rp_serve_api`` serves the
-same handler on a local HTTP API (``/runsync``, ``/run``, ``/status``). Env: see supervisor.py and
-``Settings`` below; storage: worker/storage.py.
+same handler on a local HTTP API (``/runsync``, ``/run``, ``/status``). Env: worker/settings.py.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
 
 import runpod  # noqa: E402
 from runpod.http_client import AsyncClientSession  # noqa: E402
@@ -44,6 +43,7 @@ from avatar_driver.runner import PromptRun  # noqa: E402
 from custom_nodes.ethmumbai.core.errors import INVALID_INPUT, CodedError  # noqa: E402
 from worker.analytics import EventSink, job_event  # noqa: E402
 from worker.schema import JobRequest, JobSchema  # noqa: E402
+from worker.settings import Settings, SettingsError  # noqa: E402
 from worker.storage import ResultStore, StorageError, StoredObject  # noqa: E402
 from worker.supervisor import Supervisor  # noqa: E402
 
@@ -53,31 +53,17 @@ PROGRESS_FLUSH_S = 2.0  # how long a finished job waits for its last progress up
 STAGES = ("queued", "preprocess", "sampling", "encode", "upload")  # progress stages, in order
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
-@dataclass(frozen=True)
-class Settings:
-    # Deadline of every job (s); a job's own "timeout" may only shorten it.
-    job_timeout: float = field(default_factory=lambda: _env_float("JOB_TIMEOUT", 300))
-    # Largest JSON result returned inline; RunPod's SDK warns above 20 MB (rp_tips.check_return_size).
-    max_result_bytes: int = field(default_factory=lambda: int(_env_float("MAX_RESULT_BYTES", 20_000_000)))
-    # WARMUP=1: run one tiny prompt at boot so the first job does not pay the model load.
-    warmup: bool = field(default_factory=lambda: os.environ.get("WARMUP", "0") == "1")
-
-
 class Progress:
     """Forwards stage changes and (throttled) sampling steps to the endpoint's progress URL, in order.
 
     Payloads follow docs/ARCHITECTURE.md: ``{"stage"}``, plus ``step``/``steps`` while sampling. Only
-    sent where the SDK has somewhere to send them (``RUNPOD_WEBHOOK_POST_OUTPUT``: the platform, or a
-    local collector); without it the SDK would log a failed POST per update.
+    sent where the SDK has somewhere to send them (``enabled``: ``RUNPOD_WEBHOOK_POST_OUTPUT`` is set, the platform
+    or a local collector); without it the SDK would log a failed POST per update.
     """
 
-    def __init__(self, job: dict):
+    def __init__(self, job: dict, enabled: bool):
         self.job = job
-        self.enabled = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+        self.enabled = enabled
         self._stage: str | None = None
         self._last_step_at = 0.0
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -143,8 +129,9 @@ class Worker:
             log.warning("result cache off for %s: a model it loads has no sha256 in the models manifest", version)
 
     @classmethod
-    def from_env(cls) -> Worker:
-        return cls(Supervisor.from_env(), load_workflows(), ResultStore.from_env(), Settings())
+    def from_settings(cls, settings: Settings) -> Worker:
+        store = ResultStore(settings.storage) if settings.storage else None
+        return cls(Supervisor.from_settings(settings), load_workflows(), store, settings)
 
     def boot(self) -> None:
         self.supervisor.ready()
@@ -208,7 +195,7 @@ class Worker:
             raise WorkerError(INVALID_INPUT, f"return={request.return_mode!r} needs storage, which this endpoint "
                                              "does not have configured (STORAGE_BUCKET); use return='base64'")
         timeout = min(request.timeout or self.settings.job_timeout, self.settings.job_timeout)
-        with Progress(job) as progress:
+        with Progress(job, enabled=self.settings.progress_url is not None) as progress:
             workflow = request.workflow
             cache_key = self._cache_key(request)
             hit = self._cache_get(cache_key)
@@ -320,13 +307,15 @@ def _warmup_image() -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-_worker: Worker | None = None
+def make_handler(worker: Worker) -> Callable[[dict], Awaitable[dict]]:
+    """The coroutine RunPod's SDK calls per job, serving ``worker`` (also what benchmarks/gpu/worker_phase.py calls)."""
 
+    async def handler(job: dict) -> dict:
+        """Async so the SDK's local API can run several jobs at once; ComfyUI queues their prompts."""
+        _keep_payloads_out_of_logs()
+        return await asyncio.to_thread(worker.run, job)
 
-async def handler(job: dict) -> dict:
-    """Async so the SDK's local API can run several jobs at once; ComfyUI queues their prompts."""
-    _keep_payloads_out_of_logs()
-    return await asyncio.to_thread(_worker.run, job)
+    return handler
 
 
 def _keep_payloads_out_of_logs() -> None:
@@ -337,20 +326,22 @@ def _keep_payloads_out_of_logs() -> None:
 
 
 def main() -> None:
-    global _worker
-    logging.basicConfig(level=os.environ.get("WORKER_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _worker = Worker.from_env()
+    try:
+        settings = Settings.from_env()
+    except (SettingsError, StorageError) as err:
+        raise SystemExit(f"worker settings: {err}") from None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = Worker.from_settings(settings)
     # SIGTERM (docker stop, Ctrl-C of run_stack) must unwind through `finally`, or ComfyUI outlives the worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        _worker.boot()
-        runpod.serverless.start({"handler": handler})
+        worker.boot()
+        runpod.serverless.start({"handler": make_handler(worker)})
     except ComfyBootError as err:
         log.error("boot failed: %s", err)
         raise SystemExit(1) from None
     finally:
-        _worker.supervisor.stop()
+        worker.supervisor.stop()
 
 
 if __name__ == "__main__":

@@ -54,9 +54,6 @@ CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 
 # Job fields that do not change the pixels; a caller passing the whole job input still gets one key per result.
 NON_PIXEL_FIELDS = frozenset({"image", "return", "user", "workflow_version"})
-# Input limits of EthMumbaiLoadImageBase64 (its defaults): the cache never decodes more than the workflow would.
-MAX_IMAGE_BYTES = 20_000_000
-MAX_IMAGE_PIXELS = 40_000_000
 
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CACHE_KEY = re.compile(r"[0-9a-f]{64}")
@@ -165,7 +162,14 @@ def normalized_pixels_digest(image: bytes | str) -> str:
     bytes or the job's base64 / data URI text. Raises ``EthMumbaiError`` for what the workflow would refuse.
     """
     # Imported here: the pack's decoder pulls in torch, which the purge CLI and history never need.
-    from custom_nodes.ethmumbai.core.image_io import decode_base64, open_image, to_rgb_and_alpha
+    # The limits are the load node's defaults: the cache never decodes more than the workflow would.
+    from custom_nodes.ethmumbai.core.image_io import (
+        MAX_IMAGE_BYTES,
+        MAX_IMAGE_PIXELS,
+        decode_base64,
+        open_image,
+        to_rgb_and_alpha,
+    )
 
     data = decode_base64(image, MAX_IMAGE_BYTES) if isinstance(image, str) else image
     rgb, alpha = to_rgb_and_alpha(open_image(data, MAX_IMAGE_PIXELS))

@@ -1,31 +1,24 @@
-"""Owns the worker's ComfyUI process: configured from env, booted with a deadline, restarted after a crash.
-
-Env (all optional): ``COMFY_WORKDIR`` (ComfyUI's base directory; default a folder in the temp dir),
-``COMFY_PORT`` (default a free port), ``COMFYUI_PLUGINS`` (extra custom-node folders, ``os.pathsep``
-separated, linked beside the pack), ``EXTRA_MODEL_PATHS`` / ``COMFYUI_DIR`` / ``COMFYUI_ARGS`` (see
-avatar_driver/process.py), ``COMFY_BOOT_TIMEOUT`` (s, default 180).
+"""Owns the worker's ComfyUI process: configured by the worker's settings, booted with a deadline, restarted after
+a crash. Settings (``COMFY_WORKDIR``, ``COMFY_PORT``, ``COMFYUI_PLUGINS``, ``COMFY_BOOT_TIMEOUT``): worker/settings.py;
+``EXTRA_MODEL_PATHS`` / ``COMFYUI_DIR`` / ``COMFYUI_ARGS``: avatar_driver/paths.py and process.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
-from pathlib import Path
 
 from avatar_driver import paths
 from avatar_driver.client import ComfyClient, ComfyUnavailable
 from avatar_driver.process import ComfyProcess, free_port
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def process_from_env() -> ComfyProcess:
-    plugins = [paths.PACK_DIR] + [Path(p) for p in os.environ.get("COMFYUI_PLUGINS", "").split(os.pathsep) if p]
-    workdir = Path(os.environ.get("COMFY_WORKDIR") or Path(tempfile.gettempdir()) / "ethmumbai-comfyui")
-    port = int(os.environ.get("COMFY_PORT") or free_port())
-    return ComfyProcess(workdir=workdir, port=port, plugins=plugins)
+def process_for(settings: Settings) -> ComfyProcess:
+    return ComfyProcess(workdir=settings.comfy_workdir, port=settings.comfy_port or free_port(),
+                        plugins=[paths.PACK_DIR, *settings.comfy_plugins])
 
 
 class Supervisor:
@@ -39,8 +32,8 @@ class Supervisor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls) -> Supervisor:
-        return cls(process_from_env(), float(os.environ.get("COMFY_BOOT_TIMEOUT", 180)))
+    def from_settings(cls, settings: Settings) -> Supervisor:
+        return cls(process_for(settings), settings.boot_timeout)
 
     def ready(self) -> int:
         """Start ComfyUI if it is not running (waiting for a restart in progress); returns its generation."""

@@ -4,7 +4,7 @@
 
 Started by bench.py, which times it from the moment it spawns this process, so "boot to ready" and
 "start to first result" include the Python start and the worker's imports (runpod, pydantic, boto3, ...),
-as a container start would. Each job goes through ``worker.handler.handler``, the coroutine RunPod's SDK
+as a container start would. Each job goes through ``worker.handler.make_handler``'s coroutine, the one RunPod's SDK
 calls (schema, workflow build, ComfyUI supervision, prompt run, output), not through ComfyUI directly.
 
 SPEC: ``{"jobs": [job input, ...], "keep_images": [job index, ...], "comfy_log": path}``.
@@ -41,16 +41,16 @@ def main() -> None:
     from worker import handler
 
     result: dict = {"started": STARTED, "imported": time.time(), "jobs": []}
-    worker = handler.Worker.from_env()
+    worker = handler.Worker.from_settings(handler.Settings.from_env())
     worker.supervisor.process.log_path = Path(spec["comfy_log"])
-    handler._worker = worker  # what handler.main() sets before runpod.serverless.start
+    handle = handler.make_handler(worker)  # what handler.main() gives runpod.serverless.start
     try:
         worker.boot()
         result["ready"] = time.time()
         write(result_path, result)  # written after every step: a run stopped at its deadline keeps its figures
         for index, job_input in enumerate(spec["jobs"]):
             begun = time.time()
-            output = asyncio.run(handler.handler({"id": f"bench-{index}", "input": job_input}))
+            output = asyncio.run(handle({"id": f"bench-{index}", "input": job_input}))
             record = {"start": begun, "end": time.time(), "output": {k: v for k, v in output.items() if k != "image"}}
             if index in spec["keep_images"] and "image" in output:
                 record["image"] = output["image"]

@@ -7,6 +7,7 @@ from runpod.serverless.modules import rp_http
 
 from tools.worker_server import ProgressCollector
 from worker.handler import Progress
+from worker.settings import Settings
 
 JOB = {"id": "job-progress-1"}
 
@@ -21,6 +22,11 @@ def collector(monkeypatch):
     collector.stop()
 
 
+def _progress() -> Progress:
+    """The job's Progress as the worker makes it: enabled by the settings' RUNPOD_WEBHOOK_POST_OUTPUT."""
+    return Progress(JOB, enabled=Settings.from_env().progress_url is not None)
+
+
 def _run_stages(progress: Progress) -> None:
     progress({"stage": "queued"})
     progress({"stage": "preprocess"})
@@ -31,7 +37,7 @@ def _run_stages(progress: Progress) -> None:
 
 
 def test_updates_arrive_in_order_when_the_first_post_is_slow(collector):
-    with Progress(JOB) as progress:
+    with _progress() as progress:
         _run_stages(progress)
     # Leaving the block waited for the queued updates, so all of them are in.
     assert collector.for_job(JOB["id"]) == [
@@ -45,13 +51,13 @@ def test_updates_arrive_in_order_when_the_first_post_is_slow(collector):
 
 def test_an_unreachable_progress_url_does_not_fail_the_job(collector, monkeypatch):
     collector.stop()  # nothing listens there any more
-    with Progress(JOB) as progress:
+    with _progress() as progress:
         _run_stages(progress)
     assert collector.posts == []
 
 
 def test_without_a_progress_url_nothing_is_sent(collector, monkeypatch):
     monkeypatch.delenv("RUNPOD_WEBHOOK_POST_OUTPUT")
-    with Progress(JOB) as progress:
+    with _progress() as progress:
         _run_stages(progress)
     assert collector.posts == []

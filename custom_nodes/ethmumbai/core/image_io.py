@@ -24,6 +24,9 @@ from .errors import IMAGE_TOO_LARGE, INVALID_INPUT, UNSUPPORTED_IMAGE, EthMumbai
 from .tensors import as_float, as_uint8, batch_arrays
 
 OUTPUT_FORMATS = ("png", "webp", "jpeg")
+# Default input limits of a photo (the load node's defaults; the worker's result cache decodes no more than this).
+MAX_IMAGE_BYTES = 20_000_000
+MAX_IMAGE_PIXELS = 40_000_000
 # zlib's run-length strategy after PNG's row filters: on a 1024² photo about 65 ms and 1.22 MB,
 # against 400 ms and 1.24 MB with Pillow's defaults (level 6, default strategy). Lossless either way.
 PNG_ZLIB = {"compress_level": 1, "compress_type": zlib.Z_RLE}

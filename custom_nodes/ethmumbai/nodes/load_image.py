@@ -4,12 +4,12 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io
 
-from ..core.image_io import load_base64_image, load_image_file
+from ..core.image_io import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, load_base64_image, load_image_file
 from .types import CATEGORY
 
-MAX_BYTES = io.Int.Input("max_bytes", default=20_000_000, min=1, max=200_000_000,
+MAX_BYTES = io.Int.Input("max_bytes", default=MAX_IMAGE_BYTES, min=1, max=200_000_000,
                          tooltip="Largest accepted file size in bytes (checked before decoding).")
-MAX_PIXELS = io.Int.Input("max_pixels", default=40_000_000, min=1, max=150_000_000,
+MAX_PIXELS = io.Int.Input("max_pixels", default=MAX_IMAGE_PIXELS, min=1, max=150_000_000,
                           tooltip="Largest accepted width x height (read from the file header, so "
                                   "decompression bombs are refused before decoding).")
 OUTPUTS = [
