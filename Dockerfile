@@ -39,6 +39,8 @@ COPY requirements/fetch.txt requirements/
 RUN python3 -m venv /opt/fetch && /opt/fetch/bin/pip install --no-cache-dir -r requirements/fetch.txt
 COPY models_manifest.yaml ./
 COPY scripts/install_comfyui.py scripts/fetch_models.py scripts/
+# The fetcher's library: the manifest reader and the paths (not the whole driver, so editing it refetches nothing).
+COPY avatar_driver/__init__.py avatar_driver/paths.py avatar_driver/manifest.py avatar_driver/
 # sha256-checked by the fetcher; its staging and Hugging Face's caches go in the same step, so no layer keeps them.
 RUN --mount=type=secret,id=hf_token,required=false \
     HF_TOKEN="$(cat /run/secrets/hf_token 2>/dev/null || true)" HF_HOME=/tmp/hf-home \
@@ -73,6 +75,7 @@ RUN python3 -m venv /opt/venv \
 # ComfyUI 0.3.75 by tag and the pack linked in. Where the worker looks for models is decided at boot
 # (MODEL_LOCATIONS: baked /app/models, then /runpod-volume/models, then RunPod's cached models).
 COPY scripts/install_comfyui.py scripts/
+COPY avatar_driver/__init__.py avatar_driver/paths.py avatar_driver/
 COPY custom_nodes/ custom_nodes/
 RUN python scripts/install_comfyui.py --models-dir /app/models
 
