@@ -1,7 +1,7 @@
 """Tiny random SDXL-shaped models, so the real workflow runs through real ComfyUI on a CPU in seconds.
 
-How to use it (tests only; the images are random texture: assert plumbing, sizes, determinism and that a
-strength change alters the output, never what the image shows):
+For tests, benchmarks and ``make run``'s demo mode, never for avatars: the images are random texture (tests
+assert plumbing, sizes, determinism and that a strength change alters the output, never what the image shows).
 
 - In tests, take the session fixtures from ``tests/conftest.py``: ``tiny_models`` (the dict below) and
   ``tiny_comfy`` (a running ``ComfyProcess`` with the pack, the tiny plugin and these models).
@@ -16,7 +16,7 @@ strength change alters the output, never what the image shows):
   model input of the params file's ``models`` list, as ``tests/workflow/test_e2e.py`` does.
 - ``write_tiny_models(models_dir, seed)`` writes the files alone; the same seed gives the same bytes.
 
-The model class lives in the test plugin ``avatar_driver/demo/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);
+The model class lives in the plugin ``avatar_driver/demo/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);
 the files are built by ComfyUI's own classes in a subprocess, so the calling process never imports ComfyUI.
 """
 

@@ -16,7 +16,7 @@ from avatar_driver.demo.tiny_models import pin_manifest
 from avatar_driver.paths import REPO_ROOT
 from tests.storage.conftest import start_moto
 from tests.worker.conftest import PHOTO, avatar_job
-from tests.worker.server import start_worker
+from tools.worker_server import start_worker
 from worker.analytics import percentile, summarize
 
 

@@ -1,4 +1,4 @@
-"""Test-only ComfyUI plugin: a tiny SDXL-shaped model class, so the real workflow runs on a CPU in seconds.
+"""Demo ComfyUI plugin (tests, benchmarks, the tiny-model demo): a tiny SDXL-shaped model class, so the real workflow runs on a CPU in seconds.
 
 Imported by ComfyUI as a custom-node module (it adds no nodes). On import it puts ``TinySDXL`` at the front of
 ``comfy.supported_models.models``; ComfyUI's stock checkpoint detection then picks it for checkpoints whose UNet
