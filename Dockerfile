@@ -38,7 +38,7 @@ FROM base AS fetch
 COPY requirements/fetch.txt requirements/
 RUN python3 -m venv /opt/fetch && /opt/fetch/bin/pip install --no-cache-dir -r requirements/fetch.txt
 COPY models_manifest.yaml ./
-COPY scripts/install_comfyui.py scripts/fetch_models.py scripts/
+COPY scripts/fetch_models.py scripts/
 # The fetcher's library: the manifest reader and the paths (not the whole driver, so editing it refetches nothing).
 COPY avatar_driver/__init__.py avatar_driver/paths.py avatar_driver/manifest.py avatar_driver/
 # sha256-checked by the fetcher; its staging and Hugging Face's caches go in the same step, so no layer keeps them.

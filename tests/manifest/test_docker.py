@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from scripts.fetch_models import load_manifest
+from avatar_driver.manifest import load_manifest
 from scripts.lock_constraints import exact_pins, requirement_lines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,8 +139,8 @@ def test_weights_come_before_python_and_code_so_edits_never_refetch_them():
     assert max(weights) < first_repo_copy < install
     # The fetch stage reads only the manifest, the fetcher (with the module it imports) and its own pins.
     fetch_sources = {src for kw, args in stages()["fetch"].steps if kw == "COPY" for src in copy_parts(args)[1]}
-    assert fetch_sources == {"requirements/fetch.txt", "models_manifest.yaml", "scripts/install_comfyui.py",
-                             "scripts/fetch_models.py"}
+    assert fetch_sources == {"requirements/fetch.txt", "models_manifest.yaml", "scripts/fetch_models.py",
+                             "avatar_driver/__init__.py", "avatar_driver/paths.py", "avatar_driver/manifest.py"}
     # The slim image is the same worker on an empty models stage.
     slim = lineage("worker", "false")
     assert [s for s in slim if "--from=fetch" in s[1]] == [] and slim[-1] == steps[-1]
