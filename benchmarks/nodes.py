@@ -85,7 +85,7 @@ def main() -> None:
     cv2.setNumThreads(1)
 
     jpeg, png = photo_base64("JPEG"), photo_base64("PNG")
-    limits = (20_000_000, 40_000_000)
+    limits = (image_io.MAX_IMAGE_BYTES, image_io.MAX_IMAGE_PIXELS)  # the load node's defaults
     image, alpha = image_io.load_base64_image(jpeg, *limits)
     crop_args = (SIZE, 0.6, "auto", "largest", "fail", 0.5)
     face_image, face_mask, box = face.face_crop(image, *crop_args)

@@ -22,9 +22,9 @@ from benchmarks.composite import (
     halo,
     scenes,
 )
-from tests.helpers.comfy import run_prompt
-from tests.nodes.images import b64, encode
 from tests.nodes.test_server import face_crop, load, node, pixels, save
+from tools.comfy import run_prompt
+from tools.images import b64, encode
 
 
 def graph(scene, background: str) -> dict:
