@@ -91,7 +91,7 @@ def test_no_product_code_imports_tests():
 def test_no_shell_script_or_image_step_uses_tests():
     scripts = [p for top in LAYERS for p in (REPO_ROOT / top).rglob("*.sh")] + [REPO_ROOT / "Dockerfile"]
     uses = [f"{p.relative_to(REPO_ROOT)}: {line.strip()}" for p in scripts for line in p.read_text().splitlines()
-            if re.search(r"\btests[./]", line)]
+            if re.search(r"\btests[./]", line) and not line.lstrip().startswith("#")]  # comments may cite a test
     assert uses == []
 
 
