@@ -13,9 +13,9 @@ import tomllib
 import pytest
 import requests
 
+from avatar_driver.paths import PACK_DIR
+from avatar_driver.process import ComfyProcess
 from tests.nodes.test_server import NODE_IDS
-from worker.comfy_process import ComfyProcess
-from worker.paths import PACK_DIR
 
 # The folder name the registry and ComfyUI-Manager give the pack: its registry id.
 PACK_ID = tomllib.loads((PACK_DIR / "pyproject.toml").read_text())["project"]["name"]

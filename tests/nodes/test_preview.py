@@ -8,7 +8,7 @@ import torch
 from custom_nodes.ethmumbai.core.composite import parse_colour
 from custom_nodes.ethmumbai.core.crop import CropBox
 from custom_nodes.ethmumbai.core.preview import BOX_COLOUR, crop_box_preview
-from tests.nodes.images import astronaut, to_tensor
+from tools.images import astronaut, to_tensor
 
 
 def test_the_box_is_drawn_where_the_crop_came_from_and_the_crop_sits_beside_the_photo():

@@ -16,9 +16,9 @@ import requests
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
-from tests.nodes.images import astronaut
-from worker.paths import REPO_ROOT, WORKFLOWS_DIR
-from worker.workflow import load_workflows
+from avatar_driver.contract import load_workflows
+from avatar_driver.paths import REPO_ROOT, WORKFLOWS_DIR
+from tools.images import astronaut
 
 pytestmark = pytest.mark.browser
 
