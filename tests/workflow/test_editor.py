@@ -68,12 +68,20 @@ def open_v1_on_tiny_models(page: Page, tiny_models: dict) -> dict:
     page.evaluate("async (ui) => { await window.app.loadGraphData(ui, true, true, null, "
                   "{ showMissingModelsDialog: false }); }", ui)
     assert page.locator(".p-dialog").count() == 0, page.locator(".p-dialog").all_inner_texts()
-    for model in WORKFLOW.spec["models"]:
-        page.evaluate(SET_WIDGET, [model["node"], model["input"], tiny_models["files"][model["folder"]]])
-    for name, value in FAST.items():
-        for target in WORKFLOW.targets(name):
-            page.evaluate(SET_WIDGET, [target.node, target.input, value])
+    pick_tiny_models_and_size(page, ui["nodes"], tiny_models)
     return ui
+
+
+def pick_tiny_models_and_size(page: Page, nodes: list[dict], tiny_models: dict) -> None:
+    """Every node of the class v1's params file names for a model or for ``FAST``'s parameters gets that value."""
+    settings = [(WORKFLOW.graph[str(model["node"])]["class_type"], model["input"], tiny_models["files"][model["folder"]])
+                for model in WORKFLOW.spec["models"]]
+    settings += [(WORKFLOW.graph[target.node]["class_type"], target.input, value)
+                 for name, value in FAST.items() for target in WORKFLOW.targets(name)]
+    for class_type, name, value in settings:
+        for node in nodes:
+            if node["type"] == class_type:
+                page.evaluate(SET_WIDGET, [node["id"], name, value])
 
 
 def upload_through_the_widget(page: Page, ui: dict, photo: Path) -> None:
@@ -156,16 +164,7 @@ def test_the_tuning_template_renders_three_strengths_side_by_side_in_one_run(edi
     nodes = editor.evaluate("() => app.graph.nodes.map(n => ({id: n.id, type: n.type, title: n.title}))")
     samplers = [node["id"] for node in nodes if node["type"] == "KSampler"]
     (side_by_side,) = [node["id"] for node in nodes if node["title"].startswith("Side by side")]
-    for node in nodes:
-        for model in WORKFLOW.spec["models"]:
-            if node["type"] == WORKFLOW.graph[str(model["node"])]["class_type"]:
-                editor.evaluate(SET_WIDGET, [node["id"], model["input"], tiny_models["files"][model["folder"]]])
-    for name, value in FAST.items():
-        for target in WORKFLOW.targets(name):
-            class_type = WORKFLOW.graph[target.node]["class_type"]
-            for node in nodes:
-                if node["type"] == class_type:
-                    editor.evaluate(SET_WIDGET, [node["id"], target.input, value])
+    pick_tiny_models_and_size(editor, nodes, tiny_models)
     photo = tmp_path / "tuning_photo.jpg"
     Image.fromarray(astronaut()).save(photo, quality=92)
     upload_through_the_widget(editor, {"nodes": nodes}, photo)
