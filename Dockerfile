@@ -5,7 +5,7 @@
 #                              # no weights: a network volume or RunPod's cached models (docs/deploy.md)
 # Layers, in order, so that the 9.4 GB of weights are fetched and pushed once: the OS, then one layer per model
 # file (from their own stage), then Python, ComfyUI and the code. Editing code or dependencies rebuilds only the
-# layers after the weights; tests/manifest/test_docker.py checks the order.
+# layers after the weights; test_docker.py checks the order.
 ARG BAKE_MODELS=true
 
 # torch 2.14.1's Linux wheel on PyPI is built for CUDA 13.0 and brings every CUDA library it uses (cuBLAS, cuDNN,

@@ -19,8 +19,15 @@ TIMEOUT = "TIMEOUT"  # the job's deadline passed; the prompt was interrupted and
 COMFY_CRASHED = "COMFY_CRASHED"  # the ComfyUI process died or became unreachable during the job
 OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"  # the result exceeds the payload limit and no storage is configured
 STORAGE_ERROR = "STORAGE_ERROR"  # the object store failed
+GPU_OUT_OF_MEMORY = "GPU_OUT_OF_MEMORY"  # CUDA ran out of memory inside a node; ComfyUI's memory is freed after it
+CANCELLED = "CANCELLED"  # RunPod cancelled the job (or its execution timeout passed); the prompt was stopped
 
-CODES = PACK_CODES | {COMFY_VALIDATION, COMFY_EXECUTION, TIMEOUT, COMFY_CRASHED, OUTPUT_TOO_LARGE, STORAGE_ERROR}
+CODES = PACK_CODES | {COMFY_VALIDATION, COMFY_EXECUTION, TIMEOUT, COMFY_CRASHED, OUTPUT_TOO_LARGE, STORAGE_ERROR,
+                      GPU_OUT_OF_MEMORY, CANCELLED}
+# Worth sending again as they are: the failure was the server's state, not the job's.
+RETRYABLE = frozenset({GPU_OUT_OF_MEMORY, COMFY_CRASHED})
+# How ComfyUI names torch's out-of-memory exception in ``execution_error.exception_type`` (torch.cuda's is an alias).
+OOM_EXCEPTION_TYPES = frozenset({"torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError"})
 
 _CODE_PREFIX = re.compile(r"^\[([A-Z_]+)\]\s*")
 # Defence in depth: error texts are echoed to clients and logs, so any long base64-like run is cut out.
@@ -42,9 +49,15 @@ def clean_message(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
 
 
-def from_exception_message(exception_message: str, node_type: str | None = None) -> WorkerError:
-    """A node's exception text (``execution_error.exception_message``) to an error; ``[CODE] msg`` keeps its code."""
+def from_exception_message(exception_message: str, node_type: str | None = None,
+                           exception_type: str | None = None) -> WorkerError:
+    """A node's exception text (``execution_error.exception_message``) to an error; ``[CODE] msg`` keeps its code,
+    CUDA's out-of-memory is ``GPU_OUT_OF_MEMORY``."""
     text = (exception_message or "").strip()
+    if exception_type in OOM_EXCEPTION_TYPES:
+        where = f" in {node_type}" if node_type else ""
+        return WorkerError(GPU_OUT_OF_MEMORY, f"the GPU ran out of memory{where}; memory is being freed, please "
+                                              f"retry ({text.splitlines()[0] if text else 'out of memory'})")
     match = _CODE_PREFIX.match(text)
     if match and match.group(1) in CODES:
         return WorkerError(match.group(1), text[match.end():])

@@ -8,11 +8,14 @@ input/output/temp/user folders and the scanned ``custom_nodes`` live there, neve
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -21,11 +24,32 @@ from avatar_driver import paths
 from avatar_driver.client import ComfyClient
 
 
-def device_args() -> list[str]:
-    """ComfyUI flags for this machine: ``COMFYUI_ARGS`` if set, else ``--cpu`` where no NVIDIA GPU is present."""
-    if "COMFYUI_ARGS" in os.environ:
-        return os.environ["COMFYUI_ARGS"].split()
-    return [] if shutil.which("nvidia-smi") else ["--cpu"]
+def device_args(environ: Mapping[str, str] = os.environ, cpu_fallback: bool = True) -> list[str]:
+    """ComfyUI flags for this machine: ``COMFYUI_ARGS`` if set, else ``--cpu`` where no NVIDIA GPU is present
+    (``cpu_fallback``: tests and tools; the worker turns it off, so a broken GPU host never serves CPU jobs)."""
+    if "COMFYUI_ARGS" in environ:
+        return environ["COMFYUI_ARGS"].split()
+    return [] if shutil.which("nvidia-smi") or not cpu_fallback else ["--cpu"]
+
+
+def gpu_names() -> list[str]:
+    """The NVIDIA GPUs ``nvidia-smi`` lists (the runpod SDK's own test), without touching CUDA in this process."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+
+
+def _forward_lines(stream: IO[bytes], output: Callable[[str], None]) -> None:
+    """Hand every line of ``stream`` to ``output`` until it closes (the process exited)."""
+    pending = b""
+    while chunk := stream.read1(1 << 16):
+        *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+        for line in filter(None, lines):
+            output(line.decode("utf-8", errors="replace"))
+    if pending:
+        output(pending.decode("utf-8", errors="replace"))
 
 
 class ComfyBootError(RuntimeError):
@@ -50,6 +74,8 @@ class ComfyProcess:
     # None: ComfyUI's output goes to this process's stdout (the worker's logs); else to this file.
     log_path: Path | None = None
     python: str = sys.executable
+    # Instead of either: each line of ComfyUI's output (``\r``-redrawn progress bars too) is handed to this.
+    output: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self._proc: subprocess.Popen | None = None
@@ -102,10 +128,14 @@ class ComfyProcess:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        piped = self.output is not None and self._log is None
         self._proc = subprocess.Popen(
             self.command(), cwd=self.comfy_dir, env=env,
-            stdout=self._log, stderr=subprocess.STDOUT if self._log else None,
+            stdout=subprocess.PIPE if piped else self._log, stderr=subprocess.STDOUT if self._log or piped else None,
         )
+        if piped:
+            threading.Thread(target=_forward_lines, args=(self._proc.stdout, self.output), name="comfy-output",
+                             daemon=True).start()
 
     def wait_ready(self, timeout: float = 120.0, poll: float = 0.2) -> float:
         """Block until ComfyUI answers HTTP; return seconds waited. Fails fast if the process dies."""

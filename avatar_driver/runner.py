@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from avatar_driver.client import ComfyClient, ComfyUnavailable, EventStream, PromptRejected, SocketDropped
-from avatar_driver.errors import COMFY_CRASHED, COMFY_EXECUTION, TIMEOUT, WorkerError, from_exception_message
+from avatar_driver.errors import (
+    CANCELLED,
+    COMFY_CRASHED,
+    COMFY_EXECUTION,
+    TIMEOUT,
+    WorkerError,
+    from_exception_message,
+)
 
 POLL_S = 1.0  # how often a quiet wait re-checks that ComfyUI is alive
 REAP_GRACE_S = 300.0  # how long an abandoned prompt is watched so its history can be deleted
@@ -103,8 +110,12 @@ class PromptRun:
         self.client_id = uuid.uuid4().hex
         self.stream: EventStream = client.events(self.client_id)
 
-    def execute(self, deadline: float) -> Outcome:
-        """Queue and follow the prompt until it ends; raises WorkerError, or PromptRejected at validation."""
+    def execute(self, deadline: float, cancelled: threading.Event | None = None) -> Outcome:
+        """Queue and follow the prompt until it ends; raises WorkerError, or PromptRejected at validation.
+
+        ``cancelled`` set (the job was cancelled) or the deadline passed: the prompt is abandoned like this.
+        """
+        self._cancelled = cancelled or threading.Event()
         try:
             self.stream.connect()  # before queueing, so no event is missed
             timeline = Timeline(node_stages(self.prompt, self.sampler_nodes), time.monotonic())
@@ -118,7 +129,7 @@ class PromptRun:
             try:
                 return self._follow(timeline, deadline)
             except WorkerError as err:
-                if err.code == TIMEOUT:
+                if err.code in (TIMEOUT, CANCELLED):
                     self._abandon()
                 raise
         except ComfyUnavailable as err:
@@ -133,6 +144,8 @@ class PromptRun:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WorkerError(TIMEOUT, "the job did not finish before its deadline; it was interrupted")
+            if self._cancelled.is_set():
+                raise WorkerError(CANCELLED, "the job was cancelled; its prompt was stopped")
             try:
                 event = self.stream.receive(min(left, POLL_S))
             except SocketDropped:
@@ -169,7 +182,8 @@ class PromptRun:
         if failure is not None:
             if failure["type"] == "execution_interrupted":
                 raise WorkerError(COMFY_EXECUTION, "the job was interrupted on the server")
-            raise from_exception_message(failure.get("exception_message", ""), failure.get("node_type"))
+            raise from_exception_message(failure.get("exception_message", ""), failure.get("node_type"),
+                                         failure.get("exception_type"))
         if not output:
             raise WorkerError(COMFY_EXECUTION, f"the workflow finished without output from node {self.output_node}")
         return Outcome(output, timeline.timings())
@@ -202,7 +216,8 @@ class PromptRun:
         self.client.delete_history(self.prompt_id)
 
     def _abandon(self) -> None:
-        """Deadline passed: take the prompt out of the queue, stop it if it runs, free its cached outputs.
+        """Deadline passed or job cancelled: take the prompt out of the queue, stop it if it runs, free its cached
+        outputs.
 
         Its history entry appears only when ComfyUI lets go of it, so a daemon thread waits for that and
         deletes it; the job does not wait.

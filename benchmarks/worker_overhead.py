@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 from avatar_driver.contract import latest, load_workflows  # noqa: E402
-from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models  # noqa: E402
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, pin_manifest, write_tiny_models  # noqa: E402
+from avatar_driver.process import gpu_names  # noqa: E402
 from tools.comfy import run_prompt  # noqa: E402
 from tools.images import astronaut, b64, encode  # noqa: E402
 from tools.worker_server import start_worker  # noqa: E402
@@ -83,8 +84,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="worker-overhead-") as tmp:
         names = {folder: name for name, folder in workflow.model_files().items()}
         models = write_tiny_models(Path(tmp) / "models", names=names)
+        manifest = pin_manifest(models["models_dir"], Path(tmp) / "models_manifest.yaml")
         server = start_worker(Path(tmp) / "worker", {"COMFYUI_PLUGINS": str(TINY_PLUGIN), "WARMUP": "1",
-                                                     "EXTRA_MODEL_PATHS": str(models["model_paths_config"])})
+                                                     "MODEL_LOCATIONS": str(models["models_dir"]),
+                                                     "MODELS_MANIFEST": str(manifest),
+                                                     **({} if gpu_names() else {"COMFYUI_ARGS": "--cpu"})})
         try:
             params = {"size": args.size, "steps": args.steps}
             via_worker(server, {"image": photos[-1], **params})  # settle: first full-size run on both paths

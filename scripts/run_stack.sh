@@ -26,12 +26,16 @@ else
   "avatar" is noise. For real avatars: python scripts/fetch_models.py
 ================================================================================
 BANNER
-  export COMFYUI_PLUGINS="$PWD/avatar_driver/demo/tiny_sdxl"
-  export EXTRA_MODEL_PATHS
-  EXTRA_MODEL_PATHS=$("$PY" -c "from avatar_driver.demo.tiny_models import write_workflow_models as w; print(w('$demo_dir/models')['model_paths_config'])")
+  export COMFYUI_PLUGINS="$PWD/avatar_driver/demo/tiny_sdxl" MODEL_LOCATIONS="$demo_dir/models"
+  # The worker checks model sizes against the manifest at boot: give it one pinned to the tiny files.
+  export MODELS_MANIFEST="$demo_dir/models_manifest.yaml"
+  "$PY" -c "from avatar_driver.demo.tiny_models import write_workflow_models as w, pin_manifest as p; from pathlib import Path; p(w('$demo_dir/models')['models_dir'], Path('$MODELS_MANIFEST'))"
   # Keep demo jobs quick on a CPU; the page sends these with every job.
   export AVATAR_JOB_PARAMS=${AVATAR_JOB_PARAMS:-'{"size": 512, "steps": 12}'}
 fi
+
+# The worker needs a CUDA GPU unless told otherwise: without one, the demo asks for the CPU explicitly.
+if ! nvidia-smi --list-gpus >/dev/null 2>&1; then export COMFYUI_ARGS=${COMFYUI_ARGS---cpu}; fi
 
 # The local API server answers /status only when a job ends, so the worker posts progress to the page.
 RUNPOD_WEBHOOK_POST_OUTPUT="http://127.0.0.1:${WEB_PORT}/api/local-progress/\$ID?v=1" \

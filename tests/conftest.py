@@ -10,7 +10,12 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from avatar_driver.demo.tiny_models import TINY_PLUGIN, write_tiny_models, write_workflow_models  # noqa: E402
+from avatar_driver.demo.tiny_models import (  # noqa: E402
+    TINY_PLUGIN,
+    pin_manifest,
+    write_tiny_models,
+    write_workflow_models,
+)
 from avatar_driver.paths import PACK_DIR  # noqa: E402
 from tools.comfy import start_comfy  # noqa: E402
 
@@ -46,6 +51,10 @@ def worker_models(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def worker_env(worker_models) -> dict[str, str]:
-    """Env that gives the worker's ComfyUI the tiny model class (a test plugin) and the tiny model files."""
-    return {"COMFYUI_PLUGINS": str(TINY_PLUGIN), "EXTRA_MODEL_PATHS": str(worker_models["model_paths_config"])}
+def worker_env(worker_models, tmp_path_factory) -> dict[str, str]:
+    """Env that gives the worker's ComfyUI the tiny model class (a test plugin) and the tiny model files: their folder
+    as the only model location, the manifest pinned to their sizes (the worker checks them at boot), and the CPU
+    asked for explicitly (the worker refuses to fall back to it on its own)."""
+    manifest = pin_manifest(worker_models["models_dir"], tmp_path_factory.mktemp("worker_manifest") / "models.yaml")
+    return {"COMFYUI_PLUGINS": str(TINY_PLUGIN), "MODEL_LOCATIONS": str(worker_models["models_dir"]),
+            "MODELS_MANIFEST": str(manifest), "COMFYUI_ARGS": "--cpu"}

@@ -1,7 +1,7 @@
 """One event per job, and the report that reads them back: how many avatars, how fast, how many failed and why.
 
-The worker builds one record per job (``job_event``) and ``EventSink.emit`` writes it as one JSON line to the
-``worker.jobs`` log always, and to the bucket (``<prefix>/events/day=<UTC day>/``, worker/storage.py) when storage is
+The worker builds one record per job (``job_event``) and ``EventSink.emit`` writes it to the ``worker.jobs`` log
+always (one JSON log line with the record's fields at the top level, worker/logs.py), and to the bucket (``<prefix>/events/day=<UTC day>/``, worker/storage.py) when storage is
 configured. A record holds no photo, no image data, no user id and no key: only the fields ``job_event`` takes.
 
     python -m worker.analytics [--since 7d] [--out DIR]     # events from the bucket (STORAGE_* env)
@@ -52,11 +52,11 @@ class EventSink:
         self.store = store
 
     def emit(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":"), sort_keys=True)
-        job_log.info(line)
+        job_log.info("job %s %s", record["job_id"], record["status"], extra={"fields": record})
         if self.store is None:
             return
         try:
+            line = json.dumps(record, separators=(",", ":"), sort_keys=True)
             self.store.put_event(line, record["job_id"], datetime.fromisoformat(record["time"]))
         except StorageError as err:
             log.warning("analytics event of job %s not stored: %s", record["job_id"], err)

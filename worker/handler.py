@@ -27,11 +27,12 @@ from runpod.http_client import AsyncClientSession  # noqa: E402
 from runpod.serverless.modules.rp_http import send_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
-from avatar_driver.client import PromptRejected  # noqa: E402
+from avatar_driver.client import ComfyUnavailable, PromptRejected  # noqa: E402
 from avatar_driver.contract import FACE_CROP_CLASS, Workflow, latest, load_workflows  # noqa: E402
 from avatar_driver.errors import (  # noqa: E402
     COMFY_CRASHED,
     COMFY_EXECUTION,
+    GPU_OUT_OF_MEMORY,
     OUTPUT_TOO_LARGE,
     STORAGE_ERROR,
     WorkerError,
@@ -41,11 +42,13 @@ from avatar_driver.errors import (  # noqa: E402
 from avatar_driver.process import ComfyBootError  # noqa: E402
 from avatar_driver.runner import PromptRun  # noqa: E402
 from custom_nodes.ethmumbai.core.errors import INVALID_INPUT, CodedError  # noqa: E402
+from worker import logs  # noqa: E402
 from worker.analytics import EventSink, job_event  # noqa: E402
+from worker.readiness import BootRefused, check_device, check_models, model_links  # noqa: E402
 from worker.schema import JobRequest, JobSchema  # noqa: E402
 from worker.settings import Settings, SettingsError  # noqa: E402
 from worker.storage import ResultStore, StorageError, StoredObject  # noqa: E402
-from worker.supervisor import Supervisor  # noqa: E402
+from worker.supervisor import Supervisor, model_links_dir, model_paths_config  # noqa: E402
 
 log = logging.getLogger("worker")
 PROGRESS_INTERVAL_S = 0.25  # sampling steps are forwarded at most this often
@@ -115,8 +118,13 @@ class Progress:
 
 class Worker:
     def __init__(self, supervisor: Supervisor, workflows: dict[str, Workflow], store: ResultStore | None,
-                 settings: Settings):
+                 settings: Settings, running: logs.RunningJobs):
         self.supervisor = supervisor
+        self.running = running  # names the job on ComfyUI's log lines
+        self.models = model_links(settings, workflows, model_links_dir(settings))
+        self._cancels: dict[str, threading.Event] = {}  # job id -> set when RunPod cancels it
+        self._crashes = 0  # jobs in a row that failed because ComfyUI crashed or would not restart
+        self._crashes_lock = threading.Lock()
         self.workflows = workflows
         self.schema = JobSchema(workflows)
         self.store = store
@@ -131,9 +139,14 @@ class Worker:
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
         store = ResultStore(settings.storage) if settings.storage else None
-        return cls(Supervisor.from_settings(settings), load_workflows(), store, settings)
+        running = logs.RunningJobs()
+        return cls(Supervisor.from_settings(settings, running.comfy_line), load_workflows(), store, settings, running)
 
     def boot(self) -> None:
+        """Raises BootRefused (no GPU, a required model missing) before ComfyUI starts, ComfyBootError after."""
+        check_device(self.settings)
+        check_models(self.models, self.workflows)
+        self.models.write_config(model_paths_config(self.settings))
         self.supervisor.ready()
         self.gpu = self.supervisor.device_name()
         self.check_nodes()
@@ -171,18 +184,24 @@ class Worker:
         request: JobRequest | None = None
         result: dict | None = None
         code: str | None = None
+        self.running.add(job_id)
+        self._cancels[job_id] = threading.Event()
         try:
             request = self.schema.parse(job.get("input"))
             result = self._run(job, request, started)
             return result
         except CodedError as err:  # the pack's (a refused photo) and the driver's alike
             code = err.code
-            return failure(err)
+            return self._count_crashes(failure(err), code)
         except Exception:
             log.exception("job %s: unexpected worker error", job_id)
             code = COMFY_EXECUTION
             return failure(WorkerError(code, "unexpected worker error; see the worker log"))
         finally:
+            if code is None:
+                self._count_crashes({}, None)
+            self.running.remove(job_id)
+            self._cancels.pop(job_id, None)
             self.supervisor.process.clear_io_dirs()
             self.events.emit(job_event(
                 job_id, workflow_version=request.workflow.version if request else None, style=None,
@@ -205,7 +224,8 @@ class Worker:
                 timings = {"queue": 0.0, "preprocess": 0.0, "sampling": 0.0, "encode": 0.0}
             else:
                 prompt = workflow.build(request.image, request.params)
-                outcome = self._execute(workflow, prompt, started + timeout, progress)
+                outcome = self._execute(workflow, prompt, started + timeout, progress,
+                                        self._cancels.get(str(job.get("id", "?"))))
                 image, timings = outcome.output["ethmumbai_images"][0], outcome.timings
             result = {
                 "image": image["base64"], "format": image["format"], "width": image["width"], "height": image["height"],
@@ -220,7 +240,9 @@ class Worker:
             result["timings"]["total"] = round(time.monotonic() - started, 3)
             return self._fit(result)
 
-    def _execute(self, workflow: Workflow, prompt: dict, deadline: float, on_progress=lambda _: None):
+    def _execute(self, workflow: Workflow, prompt: dict, deadline: float, on_progress=lambda _: None,
+                 cancelled: threading.Event | None = None):
+        self.models.refresh()  # a model file gone since boot: ComfyUI no longer lists it and refuses the prompt
         try:
             generation = self.supervisor.ready()
         except ComfyBootError as err:
@@ -228,14 +250,44 @@ class Worker:
         run = PromptRun(self.supervisor.client, prompt, workflow.output_node, workflow.sampler_nodes,
                         alive=lambda: self.supervisor.alive(generation), on_progress=on_progress)
         try:
-            return run.execute(deadline)
+            return run.execute(deadline, cancelled)
         except PromptRejected as rejected:
             raise rejection_error(rejected.error, rejected.node_errors,
                                   workflow.missing_models(rejected.node_errors)) from None
         except WorkerError as err:
             if err.code == COMFY_CRASHED:
                 self.supervisor.recover_in_background(generation)
+            elif err.code == GPU_OUT_OF_MEMORY:
+                self._free_after_oom()
             raise
+
+    def _free_after_oom(self) -> None:
+        """ComfyUI unloads its models after an OOM; also drop its caches so the next job starts with free memory."""
+        try:
+            self.supervisor.client.free()
+            log.warning("freed ComfyUI's memory after an out-of-memory error")
+        except ComfyUnavailable as err:
+            log.warning("could not free ComfyUI's memory after an out-of-memory error: %s", err)
+
+    # ---- recovery
+
+    def cancel(self, job_id: str) -> None:
+        """RunPod cancelled the job (or its execution timeout passed): stop its prompt; the job's thread ends."""
+        if (event := self._cancels.get(job_id)) is not None:
+            log.info("job %s cancelled: stopping its prompt", job_id)
+            event.set()
+
+    def _count_crashes(self, output: dict, code: str | None) -> dict:
+        """Count jobs in a row lost to ComfyUI; past the limit, ask RunPod to replace this worker (refresh_worker)."""
+        with self._crashes_lock:
+            if code is None:
+                self._crashes = 0
+            elif code == COMFY_CRASHED:
+                self._crashes += 1
+                if self._crashes >= self.settings.refresh_after_failures:
+                    log.error("ComfyUI failed %d jobs in a row: asking RunPod to replace this worker", self._crashes)
+                    output["refresh_worker"] = True
+        return output
 
     # ---- storage (only with STORAGE_BUCKET set; see docs/ARCHITECTURE.md "Handler flow with storage")
 
@@ -311,9 +363,14 @@ def make_handler(worker: Worker) -> Callable[[dict], Awaitable[dict]]:
     """The coroutine RunPod's SDK calls per job, serving ``worker`` (also what benchmarks/gpu/worker_phase.py calls)."""
 
     async def handler(job: dict) -> dict:
-        """Async so the SDK's local API can run several jobs at once; ComfyUI queues their prompts."""
+        """Async so the SDK's local API can run several jobs at once; ComfyUI queues their prompts. RunPod's cancel
+        and execution timeout cancel this coroutine: the job's prompt is stopped too, not left running."""
         _keep_payloads_out_of_logs()
-        return await asyncio.to_thread(worker.run, job)
+        try:
+            return await asyncio.to_thread(worker.run, job)
+        except asyncio.CancelledError:
+            worker.cancel(str(job.get("id")))
+            raise
 
     return handler
 
@@ -330,14 +387,14 @@ def main() -> None:
         settings = Settings.from_env()
     except (SettingsError, StorageError) as err:
         raise SystemExit(f"worker settings: {err}") from None
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     worker = Worker.from_settings(settings)
     # SIGTERM (docker stop, Ctrl-C of run_stack) must unwind through `finally`, or ComfyUI outlives the worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         worker.boot()
         runpod.serverless.start({"handler": make_handler(worker)})
-    except ComfyBootError as err:
+    except (BootRefused, ComfyBootError) as err:
         log.error("boot failed: %s", err)
         raise SystemExit(1) from None
     finally:

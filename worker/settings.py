@@ -1,8 +1,9 @@
 """The worker's settings: every environment variable the RunPod adapter reads, read here once and validated.
 
 A bad value fails the boot with a ``SettingsError`` that names the variable, never a bare ``ValueError``.
-The driver's own locations (``COMFYUI_DIR``, ``EXTRA_MODEL_PATHS``, ``WORKFLOWS_DIR``, ``MODELS_MANIFEST``,
-``COMFYUI_ARGS``) are read by avatar_driver/paths.py and process.py, shared with the tests and the training kit;
+The driver's own locations (``COMFYUI_DIR``, ``WORKFLOWS_DIR``, ``MODELS_MANIFEST``) are read by
+avatar_driver/paths.py, shared with the tests and the training kit; ``COMFYUI_ARGS`` by the driver's
+``device_args`` (called from here without its CPU fallback) and ``MODEL_LOCATIONS`` by its ``parse_locations``;
 the ``STORAGE_*`` block by ``StorageConfig.from_env`` (worker/storage.py), called from here.
 """
 
@@ -14,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from avatar_driver.locations import DEFAULT_LOCATIONS, Location, parse_locations
+from avatar_driver.process import device_args
 from worker.storage import StorageConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,6 +46,16 @@ class Settings:
     progress_url: str | None = None
     log_level: str = "INFO"
     storage: StorageConfig | None = None
+    # ComfyUI's flags (COMFYUI_ARGS). Without --cpu among them the worker requires a CUDA GPU.
+    comfyui_args: tuple[str, ...] = ()
+    # Where model files are looked for, in order (MODEL_LOCATIONS; avatar_driver/locations.py).
+    model_locations: tuple[Location, ...] = tuple(parse_locations(DEFAULT_LOCATIONS))
+    # After this many jobs in a row failed because ComfyUI crashed or would not restart, ask RunPod for a new worker.
+    refresh_after_failures: int = 3
+
+    @property
+    def cpu(self) -> bool:
+        return "--cpu" in self.comfyui_args
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -67,6 +80,11 @@ class Settings:
             progress_url=environ.get("RUNPOD_WEBHOOK_POST_OUTPUT") or None,
             log_level=read("WORKER_LOG_LEVEL", _log_level, cls.log_level, f"one of {', '.join(LOG_LEVELS)}"),
             storage=StorageConfig.from_env(environ),
+            comfyui_args=tuple(device_args(environ, cpu_fallback=False)),
+            model_locations=read("MODEL_LOCATIONS", lambda t: tuple(parse_locations(t)), cls.model_locations,
+                                 "comma-separated folders, hf:<folder> for a Hugging Face cache"),
+            refresh_after_failures=read("REFRESH_AFTER_FAILURES", _positive(int), cls.refresh_after_failures,
+                                        "a positive whole number of jobs"),
         )
 
 

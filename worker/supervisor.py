@@ -1,12 +1,15 @@
 """Owns the worker's ComfyUI process: configured by the worker's settings, booted with a deadline, restarted after
-a crash. Settings (``COMFY_WORKDIR``, ``COMFY_PORT``, ``COMFYUI_PLUGINS``, ``COMFY_BOOT_TIMEOUT``): worker/settings.py;
-``EXTRA_MODEL_PATHS`` / ``COMFYUI_DIR`` / ``COMFYUI_ARGS``: avatar_driver/paths.py and process.py.
+a crash, its output logged line by line with the running job's id (worker/logs.py). Settings: worker/settings.py.
+ComfyUI reads its models through ``model_paths_config`` (the worker's model links and locations, see
+avatar_driver/locations.py), written by the worker before the first start.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from avatar_driver import paths
 from avatar_driver.client import ComfyClient, ComfyUnavailable
@@ -16,9 +19,18 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def process_for(settings: Settings) -> ComfyProcess:
+def process_for(settings: Settings, output: Callable[[str], None]) -> ComfyProcess:
     return ComfyProcess(workdir=settings.comfy_workdir, port=settings.comfy_port or free_port(),
-                        plugins=[paths.PACK_DIR, *settings.comfy_plugins])
+                        plugins=[paths.PACK_DIR, *settings.comfy_plugins], extra_args=list(settings.comfyui_args),
+                        model_paths_config=model_paths_config(settings), output=output)
+
+
+def model_paths_config(settings: Settings) -> Path:
+    return settings.comfy_workdir / "extra_model_paths.yaml"
+
+
+def model_links_dir(settings: Settings) -> Path:
+    return settings.comfy_workdir / "model-links"
 
 
 class Supervisor:
@@ -32,8 +44,8 @@ class Supervisor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Supervisor:
-        return cls(process_for(settings), settings.boot_timeout)
+    def from_settings(cls, settings: Settings, output: Callable[[str], None]) -> Supervisor:
+        return cls(process_for(settings, output), settings.boot_timeout)
 
     def ready(self) -> int:
         """Start ComfyUI if it is not running (waiting for a restart in progress); returns its generation."""

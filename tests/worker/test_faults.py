@@ -1,14 +1,17 @@
-"""Faults with real causes on the shared worker: deadline exceeded, ComfyUI killed mid-job, a model file missing.
+"""Faults with real causes on the shared worker: deadline exceeded, ComfyUI killed mid-job, a model file missing,
+CUDA out of memory raised inside a node.
 
 After each, ComfyUI's queue and history are empty again and the next valid job succeeds.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 
+from avatar_driver.errors import RETRYABLE
 from tests.helpers.waiting import wait_until
-from tests.worker.conftest import WORKFLOW, avatar_job
+from tests.worker.conftest import INJECT_OOM_FILE, WORKFLOW, avatar_job
 
 COMFY_INTERRUPTED = "Processing interrupted"  # ComfyUI 0.3.75's log line (execution.py) for an interrupted prompt
 
@@ -62,3 +65,20 @@ def test_missing_model_file_names_the_file_and_the_fetch_command(worker_server, 
     assert code == "MODEL_MISSING", message
     assert name in message and "fetch_models.py" in message
     worker_server.succeed(avatar_job(seed=702))
+
+
+def test_out_of_memory_inside_a_node_is_retryable_and_memory_is_freed_before_the_next_job(worker_server):
+    trigger = worker_server.workdir.parent / INJECT_OOM_FILE
+    trigger.touch()  # the inject_oom test plugin makes the next KSampler run raise torch.cuda.OutOfMemoryError
+    body = worker_server.runsync(avatar_job(seed=801))
+    error = json.loads(body["error"])
+    assert error["code"] == "GPU_OUT_OF_MEMORY", error
+    assert not trigger.exists(), "raised by the real KSampler node"
+    assert "GPU_OUT_OF_MEMORY" in RETRYABLE
+    log = worker_server.log()
+    # ComfyUI handled it as a real one, and its log line names the job it belongs to.
+    (oom,) = [json.loads(line) for line in log.splitlines() if "Got an OOM, unloading all loaded models." in line]
+    assert oom["logger"] == "comfyui" and oom["job_id"] == body["id"]
+    freed = log.rindex("freed ComfyUI's memory after an out-of-memory error")
+    worker_server.succeed(avatar_job(seed=802))
+    assert worker_server.log().index('"status": "COMPLETED"', freed) > freed  # the next job ran after the free
