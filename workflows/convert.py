@@ -221,7 +221,7 @@ def model_inputs(root: Path) -> set[tuple[str, str]]:
 
 def convert(ui_path: Path, object_info: dict) -> dict:
     """The worker graph of one ``vN.ui.json`` (its ``output_node`` read from ``vN.params.json``)."""
-    output_node = json.loads(_sibling(ui_path, "params").read_text())["output_node"]
+    output_node = contract.read_params(_sibling(ui_path, "params"))["output_node"]
     return worker_graph(ui_to_api(json.loads(ui_path.read_text()), object_info), output_node)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from avatar_driver import contract
 from avatar_driver.paths import WORKFLOWS_DIR
 from workflows.convert import load_snapshot, ui_to_api, worker_graph
 
@@ -39,6 +40,6 @@ def test_frontend_export_equals_the_committed_api_json(frontend, ui_path):
     ui = json.loads(ui_path.read_text())
     exported = frontend.evaluate(EXPORT, ui)
     assert exported == ui_to_api(ui, load_snapshot())
-    output_node = json.loads(ui_path.with_name(ui_path.name.replace(".ui.", ".params.")).read_text())["output_node"]
+    output_node = contract.read_params(ui_path.with_name(ui_path.name.replace(".ui.", ".params.")))["output_node"]
     assert worker_graph(exported, output_node) == json.loads(
         ui_path.with_name(ui_path.name.replace(".ui.", ".api.")).read_text())
