@@ -21,12 +21,20 @@ from avatar_driver import paths
 UNLOADED_MARKERS = ("lora key not loaded", "NOT LOADED")
 
 
-def import_comfy(device: torch.device, plugins: list[Path] = ()) -> None:
-    """Put ComfyUI on ``sys.path`` set up for ``device``, then import each plugin (e.g. a test model class).
+# --attention choice -> the ComfyUI CLI flag that selects it. "auto" keeps ComfyUI's own choice: PyTorch SDPA
+# on NVIDIA, sub-quadratic attention on MPS and the CPU (what it does when it is imported as a library).
+ATTENTION_FLAGS = {"auto": None, "sdpa": "use_pytorch_cross_attention", "sub-quadratic": "use_quad_cross_attention"}
 
-    ComfyUI reads its device from its CLI arguments when ``comfy.model_management`` is first
-    imported; as a library it parses none, so CPU must be asked for before that import.
+
+def import_comfy(device: torch.device, plugins: list[Path] = (), attention: str = "auto") -> str:
+    """Put ComfyUI on ``sys.path`` set up for ``device`` and ``attention``, then import each plugin (e.g. a
+    test model class). Returns the name of the attention function ComfyUI's UNet layers use.
+
+    ComfyUI reads its device and attention choice from its CLI arguments when ``comfy.model_management``
+    is first imported; as a library it parses none, so they are set before that import.
     """
+    if attention not in ATTENTION_FLAGS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_FLAGS)}, got {attention!r}")
     comfy_dir = paths.comfyui_dir()
     if not (comfy_dir / "comfy" / "sd.py").is_file():
         raise FileNotFoundError(f"ComfyUI not found at {comfy_dir}; run scripts/setup.sh or set COMFYUI_DIR")
@@ -36,11 +44,15 @@ def import_comfy(device: torch.device, plugins: list[Path] = ()) -> None:
 
     if "comfy.model_management" not in sys.modules:
         comfy.cli_args.args.cpu = device.type == "cpu"
+        if ATTENTION_FLAGS[attention]:
+            setattr(comfy.cli_args.args, ATTENTION_FLAGS[attention], True)
+    import comfy.ldm.modules.attention
     import comfy.lora  # noqa: F401
     import comfy.sd  # noqa: F401
 
     for plugin in plugins:
         import_plugin(Path(plugin))
+    return comfy.ldm.modules.attention.optimized_attention.__name__
 
 
 def import_plugin(path: Path) -> None:

@@ -7,6 +7,7 @@ trainer reads the folders (not a manifest) and hashes them, so such edits change
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +57,11 @@ def dataset_hash(root: Path) -> str:
         for path in sorted(p for p in folder.iterdir() if p.suffix in (".png", ".txt")):
             digest.update(f"{split}/{path.name}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def dataset_trigger(root: Path) -> str:
+    """The trigger word the dataset was prepared with (its report.json), or '' when unknown."""
+    report = root / "report.json"
+    if not report.is_file():
+        return ""
+    return json.loads(report.read_text()).get("settings", {}).get("trigger", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import torch
 
@@ -46,3 +47,37 @@ def pick_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+class PeakMemory:
+    """Peak memory of the training steps, by the framework's own counter for the device.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` since ``reset``. MPS has no peak counter, so
+    ``torch.mps.driver_allocated_memory`` is sampled at each ``sample`` call (after the forward pass,
+    after the backward pass, after the optimizer step). CPU: the process's peak resident set size
+    (``getrusage``), which also counts the encoders if this process filled the cache.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sampled = 0
+
+    def reset(self) -> None:
+        self.sampled = 0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def sample(self) -> None:
+        if self.device.type == "mps":
+            self.sampled = max(self.sampled, torch.mps.driver_allocated_memory())
+
+    def peak(self) -> tuple[int, str]:
+        """(bytes, what was measured)."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device), "torch.cuda.max_memory_allocated"
+        if self.device.type == "mps":
+            return self.sampled, "torch.mps.driver_allocated_memory, sampled in each step"
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak * (1 if sys.platform == "darwin" else 1024), "process peak RSS (getrusage)"

@@ -103,7 +103,7 @@ class LoRANetwork(nn.Module):
         """``<key>.lora_down.weight`` [r, in], ``<key>.lora_up.weight`` [out, r], ``<key>.alpha``."""
         out = {}
         for key, layer in self.layers.items():
-            out[f"{key}.lora_down.weight"] = layer.down.weight.detach().to("cpu", dtype).contiguous()
-            out[f"{key}.lora_up.weight"] = layer.up.weight.detach().to("cpu", dtype).contiguous()
+            out[f"{key}.lora_down.weight"] = layer.down.weight.detach().to("cpu", dtype, copy=True).contiguous()
+            out[f"{key}.lora_up.weight"] = layer.up.weight.detach().to("cpu", dtype, copy=True).contiguous()
             out[f"{key}.alpha"] = torch.tensor(float(self.spec.alpha), dtype=dtype)
         return out

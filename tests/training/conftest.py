@@ -18,3 +18,9 @@ def prepared(tmp_path_factory) -> dict:
     code = prepare_main([str(root / "raw"), str(root / "out"), "--trigger", "ethmumbai_style", "--captions", str(csv),
                          "--size", "256", "--min-size", "256", "--val-fraction", "0.2"])
     return {"code": code, "out": root / "out", "report": json.loads((root / "out" / "report.json").read_text())}
+
+
+@pytest.fixture(scope="session")
+def encoding_cache(tmp_path_factory):
+    """One latent/text-embedding cache for every training run of the session, as on a user's machine."""
+    return tmp_path_factory.mktemp("encoding_cache")
