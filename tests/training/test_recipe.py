@@ -189,6 +189,34 @@ def test_first_ctrl_c_asks_to_stop_after_the_step_and_a_second_one_interrupts():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_ctrl_c_in_a_real_run_writes_the_state_and_a_usable_lora(tmp_path, prepared, worker_models, encoding_cache):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "training.train", "--base-model", str(checkpoint_path(worker_models)),
+               "--dataset", str(prepared["out"]), "--output", str(out), "--name", NAME, "--plugin", str(TINY_PLUGIN),
+               "--rank", "4", "--alpha", "4", "--steps", "1000", "--log-every", "1", "--device", "cpu",
+               "--cache-dir", str(encoding_cache)]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        for line in proc.stdout:  # the first training step, then Ctrl-C as a user presses it
+            seen.append(line)
+            if "step 1/1000" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    log = "".join(seen) + rest
+    assert proc.returncode == 0, log[-4000:]
+    stopped = re.search(r"stopped \(Ctrl-C\) at step (\d+) of 1000", log)
+    assert stopped, log[-4000:]
+    step = int(stopped.group(1))
+    assert (out / "checkpoints" / f"state-step{step:06d}.pt").is_file()
+    sidecar = json.loads((out / f"{NAME}-step{step:06d}.json").read_text())
+    assert sidecar["lora"]["comfyui_check"]["unloaded_keys"] == [] and sidecar["training"]["steps"] == step
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("no_caption", "has no caption file"),
     ("truncated", "is not a readable image"),
