@@ -141,9 +141,12 @@ def unet_conds(model, latent: torch.Tensor, cond: torch.Tensor, pooled: torch.Te
 def to_example(model, encoded: Encoded, device: torch.device, empty: tuple | None = None) -> Example:
     """``empty``: the (cond, pooled) embedding of the empty caption, when caption dropout is on."""
     latent = model.process_latent_in(encoded.latent)
-    on_device = lambda conds: {key: value.to(device) for key, value in conds.items()}  # noqa: E731
-    return Example(latent.to(device), on_device(unet_conds(model, latent, encoded.cond, encoded.pooled)),
-                   on_device(unet_conds(model, latent, *empty)) if empty is not None else None)
+
+    def conds_on_device(cond: torch.Tensor, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {key: value.to(device) for key, value in unet_conds(model, latent, cond, pooled).items()}
+
+    return Example(latent.to(device), conds_on_device(encoded.cond, encoded.pooled),
+                   conds_on_device(*empty) if empty is not None else None)
 
 
 def batch_of(examples: list[Example], dropped: list[bool] | None = None) -> Example:
