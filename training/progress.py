@@ -77,8 +77,8 @@ class Progress:
             self.tensorboard.add_scalar("loss/train_ema", smoothed, step)
             self.tensorboard.add_scalar("lr", lr, step)
         if self.bar is not None:
-            self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.4f}", ema=f"{smoothed:.4f}", lr=f"{lr:.2g}", refresh=False)
+            self.bar.update(step - self.bar.n)  # draws the bar with this step's postfix
         elif step % self.log_every == 0 or step == self.total:
             rate, left = self.eta(step)
             log.info("step %d/%d loss %.4f (EMA %.4f) lr %.3g, %.2f it/s, ETA %s", step, self.total, loss, smoothed,
