@@ -43,7 +43,7 @@ from avatar_driver.contract import Workflow, latest, load_workflows  # noqa: E40
 from avatar_driver.process import ComfyProcess, free_port  # noqa: E402
 from avatar_driver.runner import PromptRun  # noqa: E402
 from benchmarks.gpu import measure, models, report  # noqa: E402
-from benchmarks.gpu.variants import PSNR_MIN_DB, VARIANTS, Variant  # noqa: E402
+from benchmarks.gpu.variants import PSNR_MIN_DB, VARIANTS, Variant, speed_variants  # noqa: E402
 from worker.schema import JobSchema  # noqa: E402
 
 TINY_PLUGIN = REPO_ROOT / "tests" / "plugins" / "tiny_sdxl"
@@ -468,7 +468,8 @@ def variants_phase(env: Env, bare: Bare) -> None:
     out["baseline"] = {k: v for k, v in base.items() if not k.startswith("_")}
     env.save()
     boot_s = env.results.get("main", {}).get("bare", {}).get("boot_to_ready_s") or out.get("baseline_boot_s") or 30
-    wanted = [v for v in VARIANTS if not env.args.only or v.name in env.args.only]
+    candidates = speed_variants(env.workflow.spec["speeds"]) + VARIANTS  # the presets first, in the budget
+    wanted = [v for v in candidates if not env.args.only or v.name in env.args.only]
     for variant in sorted(wanted, key=lambda v: v.kind != "graph"):  # graph changes first: no restart
         record = {"name": variant.name, "kind": variant.kind, "change": variant.change,
                   "prediction": variant.prediction, "numerics": variant.numerics, "proposal": variant.proposal,

@@ -112,3 +112,14 @@ VARIANTS: tuple[Variant, ...] = (
             "total ±10 ms; PSNR ≥ 35 dB", "flags", flags=("--fp16-vae",), numerics=True,
             needs_cuda=True),  # fp16 convolutions crawl on a CPU: minutes for one tiny decode
 )
+
+
+def speed_variants(speeds: dict) -> tuple[Variant, ...]:
+    """The params file's speed presets (its ``speeds`` section) other than the default, as graph variants: the
+    preset's parameters set on each job. They change the image by design, so they are proposals."""
+    return tuple(
+        Variant(f"speed_{name}", f"speed preset {name!r}: {preset['params']}",
+                "evaluations cut as counted by benchmarks/evaluations.py on the CPU; sampler time down by about "
+                "the same fraction (UNet and ControlNet dominate a step)", "graph",
+                job_params=lambda job, params, chosen=dict(preset["params"]): dict(chosen), proposal=True)
+        for name, preset in speeds["presets"].items() if name != speeds["default"])
