@@ -86,6 +86,11 @@ class ComfyClient:
         """Drop cached node outputs (they hold the last photos) and unload models."""
         self._call("POST", "/free", json={"free_memory": True})
 
+    def model_files(self, folder: str) -> set[str]:
+        """The files ComfyUI has in a model folder (``GET /models/<folder>``; empty for a folder it does not know)."""
+        resp = self._call("GET", f"/models/{folder}")
+        return set(resp.json()) if resp.status_code == 200 else set()
+
     def node_types(self) -> set[str]:
         """Every node class this ComfyUI has loaded (a custom node that failed to import is missing here)."""
         return set(self.object_info())

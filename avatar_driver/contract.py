@@ -4,18 +4,26 @@ prompt, and reading ComfyUI's answers in the contract's terms.
 Each version is a pair ``<dir>/v<N>.api.json`` + ``<dir>/v<N>.params.json`` (see docs/ARCHITECTURE.md).
 The params file is the only place that knows node ids; this module reads it and nothing else does: the worker,
 ``workflows.convert``, training and benchmarks ask it (model inputs, missing models, parameters, node ids).
+
+A job's prompt (``Workflow.prompt``): param defaults < style preset < speed preset < the job's own params; the
+style's LoRA goes into the style-LoRA slot (the optional model in the ``loras`` folder); the presets' graph edits
+rewire inputs; an optional model that is not installed (or a LoRA slot the style leaves empty) is bypassed; then
+every node the output no longer reaches is pruned, so no model is loaded or validated for it.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from avatar_driver import paths
+from avatar_driver.errors import WARNINGS
 from avatar_driver.manifest import load_manifest
 
 WORKFLOW_NAME = "ethmumbai_avatar"
@@ -38,6 +46,57 @@ class ModelInput:
     node: str
     input: str
     folder: str  # ComfyUI model folder: checkpoints, loras, controlnet, ...
+    optional: bool = False  # absent file: bypass the node (``bypass``) instead of failing with MODEL_MISSING
+    warning: str | None = None  # the warning code a job gets when it ran without this model
+    bypass: Mapping[int, str] = field(default_factory=dict)  # output slot -> the input whose source replaces it
+
+
+@dataclass(frozen=True)
+class GraphEdit:
+    """Link ``node.input`` to output ``slot`` of node ``source`` (a preset's ``graph`` entry)."""
+
+    node: str
+    input: str
+    source: str
+    slot: int
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    description: str
+    params: Mapping
+    lora: str | None = None  # style presets: the file for the style-LoRA slot; None runs without a LoRA
+    graph: tuple[GraphEdit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Presets:
+    """A params file's ``styles`` or ``speeds``: named presets and the one a job gets by default."""
+
+    default: str
+    presets: Mapping[str, Preset]
+
+    def get(self, name: str | None) -> Preset:
+        return self.presets[name or self.default]
+
+
+@dataclass(frozen=True)
+class JobWarning:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One job's API prompt and what went into it."""
+
+    graph: dict
+    params: dict  # every param's value after defaults, presets and the job's own values
+    models: dict[str, str]  # model file -> folder, for the models this prompt loads (after bypass and pruning)
+    warnings: tuple[JobWarning, ...] = ()
+    fingerprint: str = ""  # sha256 of the graph without the photo: equal for prompts that differ only in the photo
 
 
 @dataclass(frozen=True)
@@ -60,7 +119,9 @@ def read_params(path: Path) -> dict:
 
 def model_inputs(spec: dict) -> list[ModelInput]:
     """The model-file inputs a params file lists (its ``models``), in file order."""
-    return [ModelInput(str(m["node"]), m["input"], m["folder"]) for m in spec.get("models", [])]
+    return [ModelInput(str(m["node"]), m["input"], m["folder"], bool(m.get("optional", False)), m.get("warning"),
+                       {int(slot): name for slot, name in m.get("bypass", {}).items()})
+            for m in spec.get("models", [])]
 
 
 @dataclass(frozen=True)
@@ -90,9 +151,28 @@ class Workflow:
     def model_inputs(self) -> list[ModelInput]:
         return model_inputs(self.spec)
 
-    def model_files(self) -> dict[str, str]:
-        """Model file name → its ComfyUI models folder, for every model the graph loads."""
-        return {self.graph[m.node]["inputs"][m.input]: m.folder for m in self.model_inputs()}
+    def model_files(self, optional: bool = True) -> dict[str, str]:
+        """Model file name → its ComfyUI models folder, for every model the full graph loads (``optional=False``:
+        only those a job cannot run without)."""
+        return {self.graph[m.node]["inputs"][m.input]: m.folder
+                for m in self.model_inputs() if optional or not m.optional}
+
+    @cached_property
+    def style_lora(self) -> ModelInput | None:
+        """The slot a style's ``lora`` fills: the optional model in the ``loras`` folder (at most one)."""
+        return next((m for m in self.model_inputs() if m.optional and m.folder == "loras"), None)
+
+    @cached_property
+    def styles(self) -> Presets | None:
+        return _presets(self.spec.get("styles"))
+
+    @cached_property
+    def speeds(self) -> Presets | None:
+        return _presets(self.spec.get("speeds"))
+
+    def optional_folders(self) -> set[str]:
+        """The model folders whose contents decide whether an optional model is bypassed."""
+        return {m.folder for m in self.model_inputs() if m.optional}
 
     def missing_models(self, node_errors: dict) -> list[MissingModel]:
         """Every model file a ``/prompt`` rejection reports absent, in params-file order.
@@ -123,15 +203,6 @@ class Workflow:
     def node_types(self) -> frozenset[str]:
         return frozenset(node["class_type"] for node in self.graph.values())
 
-    def model_hashes(self) -> dict[str, str] | None:
-        """Model file name → sha256 pinned in the models manifest (for the result cache's key).
-
-        None if a model the graph loads has no pinned hash: without it a changed file would serve stale results.
-        """
-        pinned = {entry.filename: entry.sha256 for entry in load_manifest().models}
-        hashes = {name: pinned.get(name) for name in self.model_files()}
-        return hashes if all(hashes.values()) else None
-
     def build(self, image: str, params: dict, overrides: dict[str, dict] | None = None) -> dict:
         """The API prompt for one job: a copy of the graph with the image and every parameter set.
 
@@ -146,6 +217,128 @@ class Workflow:
             node["inputs"].update((overrides or {}).get(node["class_type"], {}))
         return prompt
 
+    def _chosen(self, style: str | None, speed: str | None) -> list[Preset]:
+        return [group.get(name) for group, name in ((self.styles, style), (self.speeds, speed)) if group]
+
+    def resolve(self, params: Mapping, style: str | None = None, speed: str | None = None) -> dict:
+        """Every param's value: defaults < style preset < speed preset < ``params`` (the job's own)."""
+        resolved = self.defaults()
+        for preset in self._chosen(style, speed):
+            resolved.update(preset.params)
+        return {**resolved, **params}
+
+    def prompt(self, image: str, params: Mapping, style: str | None = None, speed: str | None = None,
+               installed: Mapping[str, set[str]] | None = None, overrides: dict[str, dict] | None = None) -> Prompt:
+        """The prompt for one job. ``params``: only the values the job set itself; ``style``/``speed``: preset
+        names (None: the defaults); ``installed``: model folder -> the files ComfyUI has, for the optional models'
+        folders (None: assume every model is there)."""
+        chosen = self._chosen(style, speed)
+        resolved = self.resolve(params, style, speed)
+        graph = self.build(image, resolved, overrides)
+        for preset in chosen:
+            for edit in preset.graph:
+                graph[edit.node]["inputs"][edit.input] = [edit.source, edit.slot]
+        _prune(graph, self.output_node)  # a model the edits cut off is neither loaded nor missed
+        warnings = []
+        for model in (m for m in self.model_inputs() if m.optional and m.node in graph):
+            if model == self.style_lora and self.styles is not None:
+                if chosen[0].lora is None:  # a prompt-only style
+                    _bypass(graph, model)
+                    continue
+                graph[model.node]["inputs"][model.input] = chosen[0].lora
+            filename = graph[model.node]["inputs"][model.input]
+            if installed is not None and filename not in installed.get(model.folder, set()):
+                _bypass(graph, model)
+                warnings.append(JobWarning(model.warning, f"{filename!r} is not in the {model.folder} models folder "
+                                                          "of this worker: rendered without it"))
+        _prune(graph, self.output_node)
+        used = {graph[m.node]["inputs"][m.input]: m.folder for m in self.model_inputs() if m.node in graph}
+        return Prompt(graph, resolved, used, tuple(warnings), self._fingerprint(graph))
+
+    def _fingerprint(self, graph: dict) -> str:
+        without_photo = copy.deepcopy(graph)
+        without_photo[self.image_target.node]["inputs"][self.image_target.input] = ""
+        return hashlib.sha256(json.dumps(without_photo, sort_keys=True).encode()).hexdigest()
+
+
+def pinned_hashes() -> dict[str, str | None]:
+    """Model file name → the sha256 pinned for it in the models manifest (None: not pinned yet)."""
+    return {entry.filename: entry.sha256 for entry in load_manifest().models}
+
+
+def _presets(section: dict | None) -> Presets | None:
+    if section is None:
+        return None
+    presets = {
+        name: Preset(name, entry.get("label", name), entry.get("description", ""), entry.get("params", {}),
+                     entry.get("lora"),
+                     tuple(GraphEdit(str(e["node"]), e["input"], str(e["link"][0]), int(e["link"][1]))
+                           for e in entry.get("graph", [])))
+        for name, entry in section["presets"].items()
+    }
+    return Presets(section["default"], presets)
+
+
+def _bypass(graph: dict, model: ModelInput) -> None:
+    """Drop the model's node, feeding each consumer of a bypassed output slot from the node's own input source."""
+    node = graph.pop(model.node)
+    for consumer in graph.values():
+        for name, value in consumer["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == model.node:
+                consumer["inputs"][name] = node["inputs"][model.bypass[int(value[1])]]
+
+
+def _prune(graph: dict, output_node: str) -> None:
+    """Remove every node the output node does not (transitively) take an input from."""
+    reached, todo = set(), [output_node]
+    while todo:
+        node_id = todo.pop()
+        if node_id in reached:
+            continue
+        reached.add(node_id)
+        todo.extend(str(value[0]) for value in graph[node_id]["inputs"].values()
+                    if isinstance(value, list) and len(value) == 2)
+    for node_id in set(graph) - reached:
+        del graph[node_id]
+
+
+def _check(workflow: Workflow, path: Path) -> None:
+    """Refuse a params file whose models, presets or graph edits do not fit its graph, naming the problem (an artist
+    edits presets by hand: a typo must fail at boot and in the tests, not in the first job that picks the preset)."""
+    def fail(what: str) -> None:
+        raise ValueError(f"{path.name}: {what}")
+
+    graph = workflow.graph
+    for model in workflow.model_inputs():
+        if model.node not in graph or model.input not in graph[model.node]["inputs"]:
+            fail(f"model input {model.node}.{model.input} is not in the graph")
+        if model.optional:
+            if model.warning not in WARNINGS:
+                fail(f"optional model {model.node} needs a warning code, one of {sorted(WARNINGS)}")
+            consumed = {v[1] for n in graph.values() for v in n["inputs"].values()
+                        if isinstance(v, list) and len(v) == 2 and str(v[0]) == model.node}
+            inputs = graph[model.node]["inputs"]
+            linked = all(isinstance(inputs.get(name), list) for name in model.bypass.values())
+            if not consumed <= set(model.bypass) or not linked:
+                fail(f"optional model {model.node}: 'bypass' must map each used output slot {sorted(consumed)} to a "
+                     "linked input of the node")
+    if sum(m.optional and m.folder == "loras" for m in workflow.model_inputs()) > 1:
+        fail("at most one optional model in the loras folder (the style-LoRA slot)")
+    for kind, group in (("styles", workflow.styles), ("speeds", workflow.speeds)):
+        if group is None:
+            continue
+        if group.default not in group.presets:
+            fail(f"{kind}: the default {group.default!r} is not one of the presets")
+        for preset in group.presets.values():
+            where = f"{kind}.{preset.name}"
+            if unknown := set(preset.params) - set(workflow.params):
+                fail(f"{where}: unknown params {sorted(unknown)}")
+            if preset.lora is not None and (kind != "styles" or workflow.style_lora is None):
+                fail(f"{where}: 'lora' needs a style preset and an optional model in the loras folder")
+            for edit in preset.graph:
+                if edit.node not in graph or edit.source not in graph:
+                    fail(f"{where}: graph edit {edit} names a node that is not in the graph")
+
 
 def load_workflows(folder: Path | None = None) -> dict[str, Workflow]:
     """Every published version in ``<workflows>/ethmumbai_avatar``, oldest first."""
@@ -157,7 +350,9 @@ def load_workflows(folder: Path | None = None) -> dict[str, Workflow]:
             continue
         spec = read_params(path)
         graph = json.loads((folder / f"{match.group(1)}.api.json").read_text())
-        found.append((int(match.group(2)), Workflow(match.group(1), spec["version"], graph, spec)))
+        workflow = Workflow(match.group(1), spec["version"], graph, spec)
+        _check(workflow, path)
+        found.append((int(match.group(2)), workflow))
     if not found:
         raise FileNotFoundError(f"no workflow versions (v*.params.json) in {folder}")
     return {wf.version: wf for _, wf in sorted(found, key=lambda item: item[0])}

@@ -21,6 +21,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import runpod  # noqa: E402
 from runpod.http_client import AsyncClientSession  # noqa: E402
@@ -28,10 +29,21 @@ from runpod.serverless.modules.rp_http import send_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
 from avatar_driver.client import ComfyUnavailable, PromptRejected  # noqa: E402
-from avatar_driver.contract import FACE_CROP_CLASS, Workflow, latest, load_workflows  # noqa: E402
+from avatar_driver.contract import (  # noqa: E402
+    FACE_CROP_CLASS,
+    JobWarning,
+    Prompt,
+    Workflow,
+    latest,
+    load_workflows,
+    pinned_hashes,
+)
+from avatar_driver.demo.tiny_models import TINY_PLUGIN  # noqa: E402
 from avatar_driver.errors import (  # noqa: E402
+    CACHE_DISABLED,
     COMFY_CRASHED,
     COMFY_EXECUTION,
+    DEMO_MODELS,
     GPU_OUT_OF_MEMORY,
     OUTPUT_TOO_LARGE,
     STORAGE_ERROR,
@@ -131,10 +143,12 @@ class Worker:
         self.settings = settings
         self.events = EventSink(store)
         self.gpu: str | None = None  # ComfyUI's device, named in each job's event
-        # The result cache needs every model pinned by hash; computed once, only where there is a store.
-        self.model_hashes = {v: wf.model_hashes() for v, wf in workflows.items()} if store is not None else {}
-        for version in (v for v, hashes in self.model_hashes.items() if hashes is None):
-            log.warning("result cache off for %s: a model it loads has no sha256 in the models manifest", version)
+        # The result cache keys on the sha256 of every model a job loads; read once, used only where there is a store.
+        self.pinned = pinned_hashes() if store is not None else {}
+        # A worker whose ComfyUI loads the tiny demo model class runs the demo models, and says so in every job.
+        self.demo = TINY_PLUGIN.resolve() in {Path(p).resolve() for p in supervisor.process.plugins}
+        if self.demo:
+            log.warning("TINY-MODEL DEMO: this worker runs random tiny models; every job says so (%s)", DEMO_MODELS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
@@ -165,14 +179,15 @@ class Worker:
     def warm_up(self) -> None:
         """Run the latest workflow once on a plain generated picture at its smallest size and fewest steps."""
         workflow = latest(self.workflows)
-        params = workflow.defaults()
-        for name in ("size", "steps"):
-            if "minimum" in workflow.params.get(name, {}):
-                params[name] = workflow.params[name]["minimum"]
-        prompt = workflow.build(_warmup_image(), params, overrides={FACE_CROP_CLASS: {"on_no_face": "center_crop"}})
+        params = {name: workflow.params[name]["minimum"] for name in ("size", "steps")
+                  if "minimum" in workflow.params.get(name, {})}
         started = time.monotonic()
         try:
-            self._execute(workflow, prompt, started + self.settings.job_timeout)
+            prompt = workflow.prompt(_warmup_image(), params, installed=self._installed(workflow),
+                                     overrides={FACE_CROP_CLASS: {"on_no_face": "center_crop"}})
+            for warning in prompt.warnings:
+                log.warning("warm-up: %s: %s", warning.code, warning.message)
+            self._execute(workflow, prompt.graph, started + self.settings.job_timeout)
             log.info("warm-up finished in %.1f s", time.monotonic() - started)
         except CodedError as err:  # a failed warm-up is worth a log line, not a dead worker
             log.warning("warm-up failed: %s", err)
@@ -204,8 +219,10 @@ class Worker:
             self._cancels.pop(job_id, None)
             self.supervisor.process.clear_io_dirs()
             self.events.emit(job_event(
-                job_id, workflow_version=request.workflow.version if request else None, style=None,
-                size=request.params.get("size") if request else None,
+                job_id, workflow_version=request.workflow.version if request else None,
+                style=request.style if request else None,
+                size=request.workflow.resolve(request.params, request.style, request.speed).get("size")
+                if request else None,
                 timings=result["timings"] if result else {"total": time.monotonic() - started},
                 cached=bool(result and result["cached"]), error_code=code, gpu=self.gpu))
 
@@ -216,21 +233,24 @@ class Worker:
         timeout = min(request.timeout or self.settings.job_timeout, self.settings.job_timeout)
         with Progress(job, enabled=self.settings.progress_url is not None) as progress:
             workflow = request.workflow
-            cache_key = self._cache_key(request)
+            prompt = workflow.prompt(request.image, request.params, request.style, request.speed,
+                                     self._installed(workflow))
+            warnings = [*prompt.warnings, *self._demo_warnings()]
+            cache_key = self._cache_key(request, prompt, warnings)
             hit = self._cache_get(cache_key)
             if hit is not None:
                 image = {"base64": base64.b64encode(hit.data).decode("ascii"), "format": hit.metadata["format"],
                          "width": int(hit.metadata["width"]), "height": int(hit.metadata["height"])}
                 timings = {"queue": 0.0, "preprocess": 0.0, "sampling": 0.0, "encode": 0.0}
             else:
-                prompt = workflow.build(request.image, request.params)
-                outcome = self._execute(workflow, prompt, started + timeout, progress,
+                outcome = self._execute(workflow, prompt.graph, started + timeout, progress,
                                         self._cancels.get(str(job.get("id", "?"))))
                 image, timings = outcome.output["ethmumbai_images"][0], outcome.timings
             result = {
                 "image": image["base64"], "format": image["format"], "width": image["width"], "height": image["height"],
-                "seed": request.params.get("seed"), "workflow_version": workflow.version,
+                "seed": prompt.params.get("seed"), "workflow_version": workflow.version,
                 "timings": timings, "cached": hit is not None,
+                "warnings": [{"code": w.code, "message": w.message} for w in warnings],
             }
             if self.store is not None:
                 progress({"stage": "upload"})
@@ -240,9 +260,25 @@ class Worker:
             result["timings"]["total"] = round(time.monotonic() - started, 3)
             return self._fit(result)
 
+    def _installed(self, workflow: Workflow) -> dict[str, set[str]]:
+        """The files ComfyUI has in the folders of the workflow's optional models (asked per job: a deployer may add
+        the LoRA to a running worker's volume)."""
+        # A model file gone since boot (or added): relink first, so ComfyUI lists what is really there.
+        self.models.refresh()
+        try:
+            self.supervisor.ready()
+            return {folder: self.supervisor.client.model_files(folder) for folder in workflow.optional_folders()}
+        except (ComfyBootError, ComfyUnavailable) as err:
+            raise WorkerError(COMFY_CRASHED, f"ComfyUI could not be asked for its models: {err}") from None
+
+    def _demo_warnings(self) -> list[JobWarning]:
+        if not self.demo:
+            return []
+        return [JobWarning(DEMO_MODELS, "this worker runs the tiny random demo models: the image is texture, not an "
+                                        "avatar (python scripts/fetch_models.py fetches the real ones)")]
+
     def _execute(self, workflow: Workflow, prompt: dict, deadline: float, on_progress=lambda _: None,
                  cancelled: threading.Event | None = None):
-        self.models.refresh()  # a model file gone since boot: ComfyUI no longer lists it and refuses the prompt
         try:
             generation = self.supervisor.ready()
         except ComfyBootError as err:
@@ -291,12 +327,19 @@ class Worker:
 
     # ---- storage (only with STORAGE_BUCKET set; see docs/ARCHITECTURE.md "Handler flow with storage")
 
-    def _cache_key(self, request: JobRequest) -> str | None:
-        hashes = self.model_hashes.get(request.workflow.version)
-        if self.store is None or hashes is None:
+    def _cache_key(self, request: JobRequest, prompt: Prompt, warnings: list[JobWarning]) -> str | None:
+        """The result cache's key from the models this prompt loads; None (and a CACHE_DISABLED warning) when one of
+        them has no pinned sha256, since a changed file would then serve stale results."""
+        if self.store is None:
             return None
+        hashes = {name: self.pinned.get(name) for name in prompt.models}
+        if unpinned := sorted(name for name, digest in hashes.items() if digest is None):
+            warnings.append(JobWarning(CACHE_DISABLED, f"no sha256 is pinned in the models manifest for "
+                                                       f"{', '.join(unpinned)}: this result is not cached"))
+            return None
+        params = {**prompt.params, "graph": prompt.fingerprint}  # presets' graph edits change pixels too
         # A refused image raises the pack's coded error here: the job fails now, without queueing a prompt.
-        return self.store.cache_key(request.image, request.params, request.workflow.version, hashes)
+        return self.store.cache_key(request.image, params, request.workflow.version, hashes)
 
     def _cache_get(self, key: str | None) -> StoredObject | None:
         if key is None:

@@ -37,14 +37,15 @@ def model_links(settings: Settings, workflows: dict[str, Workflow], links_dir) -
 
 
 def check_models(links: ModelLinks, workflows: dict[str, Workflow]) -> dict[tuple[str, str], Resolved]:
-    """Resolve and link every model; refuse when a file the latest workflow needs is missing (one line each)."""
+    """Resolve and link every model; refuse when a file the latest workflow needs is missing (one line each). An
+    optional model (the style LoRA) may be absent: its jobs run without it and say so."""
     found = links.refresh()
     for item in found.values():
         if item.path is not None:
             log.info("model %s: %s", item.relpath, item.path)
         for passed_over in item.wrong_size:
             log.warning("model %s: passed over %s", item.relpath, passed_over)
-    required = {(folder, name) for name, folder in latest(workflows).model_files().items()}
+    required = {(folder, name) for name, folder in latest(workflows).model_files(optional=False).items()}
     missing = [found[key] for key in sorted(required) if found[key].path is None]
     for item in missing:
         log.error(item.problem())

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from avatar_driver.contract import Workflow, latest, load_workflows
+from avatar_driver.contract import Presets, Workflow, latest, load_workflows
 from avatar_driver.errors import WorkerError
 from custom_nodes.ethmumbai.core.errors import INVALID_INPUT
 
@@ -39,10 +39,12 @@ class _Base(BaseModel):
 class JobRequest:
     workflow: Workflow
     image: str
-    params: dict[str, Any]  # every param, defaults filled in
+    params: dict[str, Any]  # the params the job set itself (presets and defaults fill the rest: Workflow.prompt)
     return_mode: str
     user: str | None
     timeout: float | None
+    style: str | None = None
+    speed: str | None = None
 
 
 def _param_field(name: str, spec: dict) -> tuple[Any, Any]:
@@ -68,11 +70,30 @@ def job_model(workflow: Workflow, versions: list[str]) -> type[BaseModel]:
             None, gt=0, le=MAX_TIMEOUT_S,
             description="Deadline for this job in seconds; the endpoint's JOB_TIMEOUT caps it.")),
     }
+    for field_name, group in (("style", workflow.styles), ("speed", workflow.speeds)):
+        if group is not None:
+            fields[field_name] = _preset_field(field_name, group)
     for name, spec in workflow.params.items():
         if name in fields or name == "return":
             raise ValueError(f"param {name!r} clashes with a job field")
         fields[name] = _param_field(name, spec)
     return create_model(f"AvatarJob_{workflow.version}", __base__=_Base, **fields)
+
+
+def _preset_field(name: str, group: Presets) -> tuple[Any, Any]:
+    """``style``/``speed``: one of the params file's preset names; labels and descriptions travel in the schema
+    (``x-presets``), where the page and the docs read them."""
+    listing = "; ".join(f"{preset.name}: {preset.description}" for preset in group.presets.values())
+    presets = {p.name: {"label": p.label, "description": p.description} for p in group.presets.values()}
+
+    def publish(schema: dict) -> None:
+        schema.pop("const", None)  # pydantic writes a one-value Literal as const: clients read one shape, enum
+        schema.update({"enum": list(group.presets), "x-presets": presets})
+
+    return Literal[tuple(group.presets)], Field(
+        group.default, description=f"{name.capitalize()} preset (param values it sets; the job's own params win). "
+                                   f"{listing}",
+        json_schema_extra=publish)
 
 
 def _describe(error: ValidationError) -> str:
@@ -90,6 +111,17 @@ class JobSchema:
     def __init__(self, workflows: dict[str, Workflow]):
         self.workflows = workflows
         self.models = {version: job_model(wf, list(workflows)) for version, wf in workflows.items()}
+        for version, workflow in workflows.items():
+            self._check_presets(version, workflow)
+
+    def _check_presets(self, version: str, workflow: Workflow) -> None:
+        """A preset's values obey the same types and bounds as a job's: a bad one stops the worker at boot."""
+        for kind, group in (("styles", workflow.styles), ("speeds", workflow.speeds)):
+            for preset in (group.presets.values() if group else ()):
+                try:
+                    self.models[version].model_validate({"image": "", **preset.params})
+                except ValidationError as err:
+                    raise ValueError(f"{version} {kind}.{preset.name}: {_describe(err)}") from None
 
     def parse(self, raw: Any) -> JobRequest:
         """The job's ``input`` as a JobRequest; INVALID_INPUT on any problem."""
@@ -103,8 +135,9 @@ class JobSchema:
         except ValidationError as err:
             raise WorkerError(INVALID_INPUT, _describe(err)) from None
         workflow = self.workflows[requested]
-        params = {name: getattr(job, name) for name in workflow.params}
-        return JobRequest(workflow, job.image, params, job.return_, job.user, job.timeout)
+        params = {name: getattr(job, name) for name in workflow.params if name in job.model_fields_set}
+        return JobRequest(workflow, job.image, params, job.return_, job.user, job.timeout,
+                          getattr(job, "style", None), getattr(job, "speed", None))
 
     def json_schema(self) -> dict:
         schema = self.models[latest(self.workflows).version].model_json_schema(by_alias=True)

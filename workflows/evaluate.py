@@ -34,11 +34,11 @@ import requests
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from avatar_driver.contract import FACE_CROP_CLASS, latest, load_workflows
+from avatar_driver.errors import DEMO_MODELS
 from custom_nodes.ethmumbai.core.errors import EthMumbaiError
 from custom_nodes.ethmumbai.core.image_io import open_image
 from workflows.metrics import METRICS, CropSettings, Reference, rgb_array
-from worker.errors import DEMO_MODELS
-from worker.workflow import FACE_CROP_CLASS, latest, load_workflows
 
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}

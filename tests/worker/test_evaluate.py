@@ -11,9 +11,9 @@ import cv2
 import pytest
 from PIL import Image
 
-from tests.nodes.images import astronaut, chelsea, encode
+from avatar_driver.paths import REPO_ROOT
 from tests.worker.conftest import fast_params
-from worker.paths import REPO_ROOT
+from tools.images import astronaut, chelsea, encode
 from workflows.evaluate import grid_cells, job_error, parse_value
 from workflows.metrics import METRICS
 

@@ -53,8 +53,8 @@ def test_comfyui_killed_mid_job_is_comfy_crashed_then_restarted(worker_server):
     assert worker_server.comfy_process().pid != comfy.pid
 
 
-def test_missing_model_file_names_the_file_and_the_fetch_command(worker_server, worker_models):
-    name, folder = next((n, f) for n, f in WORKFLOW.model_files().items() if f == "loras")
+def test_a_missing_required_model_names_the_file_and_the_fetch_command(worker_server, worker_models):
+    name, folder = next((n, f) for n, f in WORKFLOW.model_files().items() if f == "checkpoints")
     path = worker_models["models_dir"] / folder / name
     hidden = path.with_name(path.name + ".hidden")
     path.rename(hidden)

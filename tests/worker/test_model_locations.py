@@ -25,9 +25,11 @@ def test_a_missing_required_model_refuses_readiness_naming_each_file_and_where_i
     with pytest.raises(RuntimeError, match="exited with 1") as caught:
         start_worker(tmp_path / "worker", env)
     log = str(caught.value)
-    for name, folder in WORKFLOW.model_files().items():
+    for name, folder in WORKFLOW.model_files(optional=False).items():
         (line,) = [line for line in log.splitlines() if f"model {folder}/{name} not found" in line]
         assert str(empty / folder / name) in line
+    lora = WORKFLOW.style_lora.folder
+    assert f"model {lora}/" not in log, "the optional style LoRA is not a reason to refuse"
     assert "refusing to report ready" in log
     assert "ComfyUI ready" not in log, "the check runs before ComfyUI is started"
 

@@ -34,13 +34,33 @@ def test_schema_has_every_param_of_the_params_file_with_its_default():
     assert json.loads(SCHEMA_PATH.read_text())["additionalProperties"] is False
 
 
-def test_defaults_fill_every_param_and_explicit_values_win():
+def test_a_job_carries_only_the_params_it_set_and_the_default_presets():
     job = SCHEMA.parse({"image": "x"})
-    assert job.params == LATEST.defaults() and job.workflow is LATEST
+    assert job.params == {} and job.workflow is LATEST
+    assert (job.style, job.speed) == (LATEST.styles.default, LATEST.speeds.default)
     assert job.return_mode == "base64" and job.user is None and job.timeout is None
     name, spec = next((n, s) for n, s in LATEST.params.items() if s["type"] == "integer")
     value = spec.get("minimum", 0)
-    assert SCHEMA.parse({"image": "x", name: value}).params[name] == value
+    assert SCHEMA.parse({"image": "x", name: value}).params == {name: value}
+    # Sending a default is still an explicit choice: it must beat a style preset's value.
+    assert SCHEMA.parse({"image": "x", name: spec["default"]}).params == {name: spec["default"]}
+
+
+def test_an_unknown_style_or_speed_is_refused_listing_the_known_ones():
+    message = _refused({"image": "x", "style": "baroque"})
+    assert "style" in message and all(f"'{name}'" in message for name in LATEST.styles.presets)
+    message = _refused({"image": "x", "speed": "ludicrous"})
+    assert "speed" in message and all(f"'{name}'" in message for name in LATEST.speeds.presets)
+    for name in LATEST.styles.presets:
+        assert SCHEMA.parse({"image": "x", "style": name}).style == name
+
+
+def test_the_schema_lists_the_presets_with_their_labels():
+    properties = json.loads(SCHEMA_PATH.read_text())["properties"]
+    for field, group in (("style", LATEST.styles), ("speed", LATEST.speeds)):
+        assert properties[field]["enum"] == list(group.presets) and properties[field]["default"] == group.default
+        assert {name: p["label"] for name, p in properties[field]["x-presets"].items()} == {
+            name: preset.label for name, preset in group.presets.items()}
 
 
 def test_unknown_fields_and_raw_graphs_are_refused():

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.nodes.images import astronaut
+from tools.images import astronaut
 from workflows.metrics import METRICS, Reference, box_iou, mask_iou
 
 SIZE = 512
