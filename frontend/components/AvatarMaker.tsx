@@ -5,7 +5,8 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import AvatarHistory, { useAvatarHistory } from "@/components/AvatarHistory";
 import { avatarPngBlob, PrepareError, prepareImage } from "@/lib/client/images";
 import type { JobError, JobView, Progress } from "@/lib/jobs";
-import { describeProgress, friendlyError, type Phase } from "@/lib/messages";
+import { describeProgress, friendlyError, type Phase, warningNotes } from "@/lib/messages";
+import { DEFAULT_STYLE, STYLES } from "@/lib/styles";
 
 const POLL_MS = 500;
 const MAX_POLL_FAILURES = 5; // consecutive network errors before giving up
@@ -15,7 +16,7 @@ const ACCEPT = "image/jpeg,image/png,image/webp";
 type UiState =
   | { kind: "idle"; note?: string }
   | { kind: "working"; phase: Phase; progress?: Progress; before?: string }
-  | { kind: "done"; before: string; after: string; width: number; height: number }
+  | { kind: "done"; before: string; after: string; width: number; height: number; notes: string[] }
   | { kind: "error"; error: JobError };
 
 class JobFailed extends Error {
@@ -84,6 +85,7 @@ async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobVie
 export default function AvatarMaker() {
   const [state, setState] = useState<UiState>({ kind: "idle" });
   const [dragging, setDragging] = useState(false);
+  const [style, setStyle] = useState(DEFAULT_STYLE);
   // The server-rendered buttons do nothing until React has hydrated them: keep them disabled until then.
   const [hydrated, setHydrated] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
@@ -143,7 +145,7 @@ export default function AvatarMaker() {
         await fetch("/api/jobs", {
           method: "POST",
           headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ image: prepared.base64 }),
+          body: JSON.stringify({ image: prepared.base64, style }),
           signal,
         }),
       );
@@ -159,10 +161,10 @@ export default function AvatarMaker() {
       );
       jobId.current = null; // ended: nothing left to cancel
       if (view.state === "failed") throw new JobFailed(view.error);
-      const { image, format, width, height, seed, workflow_version: workflowVersion } = view.result;
+      const { image, format, width, height, seed, workflow_version: workflowVersion, warnings } = view.result;
       const png = await avatarPngBlob(image, format);
       signal.throwIfAborted(); // cancelled while the avatar was decoded: keep nothing, add nothing to history
-      setState({ kind: "done", before, after: makeUrl(png), width, height });
+      setState({ kind: "done", before, after: makeUrl(png), width, height, notes: warningNotes(warnings) });
       void addToHistory({ createdAt: Date.now(), png, width, height, seed, workflowVersion });
     } catch (err) {
       if (signal.aborted) return;
@@ -177,7 +179,7 @@ export default function AvatarMaker() {
             : { code: "NETWORK", message: "" };
       setState({ kind: "error", error });
     }
-  }, [addToHistory]);
+  }, [addToHistory, style]);
 
   const onFiles = (files: FileList | null) => {
     const file = files?.[0];
@@ -257,6 +259,21 @@ export default function AvatarMaker() {
               Take a selfie
             </button>
           </div>
+          <fieldset className="styles">
+            <legend>Style</legend>
+            {STYLES.map((option) => (
+              <label key={option.name} className="styles__option" title={option.description}>
+                <input
+                  type="radio"
+                  name="style"
+                  value={option.name}
+                  checked={style === option.name}
+                  onChange={() => setStyle(option.name)}
+                />
+                {option.label}
+              </label>
+            ))}
+          </fieldset>
           <p className="fineprint">
             JPEG, PNG or WebP, up to 25 MB. Resized in your browser to 2048 px; location data is removed.
           </p>
@@ -305,6 +322,11 @@ export default function AvatarMaker() {
               <figcaption>After{state.width > 0 && ` · ${state.width}×${state.height}`}</figcaption>
             </figure>
           </div>
+          {state.notes.map((note) => (
+            <p key={note} className="result__note" data-testid="result-note">
+              {note}
+            </p>
+          ))}
           <div className="actions">
             <a className="button button--primary" href={state.after} download="ethmumbai-avatar.png">
               Download PNG

@@ -14,6 +14,7 @@ export interface AvatarResult {
   height: number;
   seed?: number; // absent when the worker's seed is past 2^53 (a JS number would change it)
   workflow_version?: string;
+  warnings?: string[]; // the worker's warning codes (docs/ARCHITECTURE.md), when it sent any
 }
 
 export interface JobError {

@@ -27,6 +27,17 @@ const ERROR_MESSAGES: Record<string, string> = {
   RATE_LIMITED: "You've made a lot of avatars in a short time. Please wait a little and try again.",
 };
 
+// Worker warnings a visitor should know about (the rest, e.g. CACHE_DISABLED, concern only the operator).
+const WARNING_NOTES: Record<string, string> = {
+  STYLE_LORA_MISSING:
+    "Made without the ETHMumbai style model, which this server does not have yet: the look comes from the prompt alone.",
+  DEMO_MODELS: "Demo mode: this server runs tiny test models, so the picture is noise, not a real avatar.",
+};
+
+export function warningNotes(codes: readonly string[] = []): string[] {
+  return codes.flatMap((code) => (WARNING_NOTES[code] ? [WARNING_NOTES[code]] : []));
+}
+
 export function friendlyError(code: string): string {
   return ERROR_MESSAGES[code] ?? "Something went wrong. Please try again.";
 }

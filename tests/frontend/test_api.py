@@ -9,8 +9,9 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.frontend.conftest import FAKE_API_KEY, FRONTEND_DIR, next_server
+from avatar_driver.contract import latest, load_workflows
 from avatar_driver.process import free_port
+from tests.frontend.conftest import FAKE_API_KEY, FRONTEND_DIR, next_server
 
 
 def _png_base64(size=(8, 8)) -> str:
@@ -49,6 +50,17 @@ def test_body_over_the_limit_is_refused_while_streaming(offline_app):
     chunks = (b"A" * (1024 * 1024) for _ in range(13))
     response = _post_job(offline_app, data=chunks, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
+
+
+def test_styles_are_the_contracts_and_an_unknown_one_is_refused(offline_app):
+    styles = latest(load_workflows()).styles.presets
+    response = _post_job(offline_app, json={"image": _png_base64(), "style": "baroque"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_INPUT"
+    assert all(name in response.json()["error"]["message"] for name in styles)
+    for name in styles:  # valid: refused only by the absent endpoint
+        assert _post_job(offline_app, json={"image": _png_base64(), "style": name}).status_code == 502
+    page = requests.get(offline_app, timeout=30).text
+    assert all(f'value="{name}"' in page and preset.label in page for name, preset in styles.items())
 
 
 def test_valid_image_reaches_the_endpoint(offline_app):

@@ -106,6 +106,8 @@ def test_submit_sends_the_input_and_site_params_with_the_key(cloud_app, runpod):
     assert (method, path, auth) == ("POST", "/v2/ep/run", f"Bearer {FAKE_API_KEY}")
     assert json.loads(body) == {"input": {"image": image, "background": "ethmumbai_sunset.png"}}  # + site params
     assert FAKE_API_KEY not in response.text
+    assert requests.post(f"{app}/api/jobs", json={"image": image, "style": "comic"}, timeout=30).status_code == 202
+    assert json.loads(runpod.seen[-1][3])["input"]["style"] == "comic"
 
 
 SDK_EXCEPTION = json.dumps({"error_type": "<class 'KeyError'>", "error_message": "'image'",
@@ -122,6 +124,12 @@ SDK_EXCEPTION = json.dumps({"error_type": "<class 'KeyError'>", "error_message":
                                         "seed": 1, "workflow_version": "v1", "cached": False}},
      {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 1024, "height": 1024,
                                        "seed": 1, "workflow_version": "v1"}}),
+    # warnings reach the page as codes (their messages are for operators)
+    ({"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8, "seed": 1,
+                                        "warnings": [{"code": "STYLE_LORA_MISSING", "message": "no LoRA file"},
+                                                     {"code": "bad code!", "message": ""}]}},
+     {"state": "completed", "result": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8, "seed": 1,
+                                       "warnings": ["STYLE_LORA_MISSING"]}}),
     # a seed past 2**53 would change in a JS number: left out rather than wrong
     ({"status": "COMPLETED", "output": {"image": "iVBORw0KGgo=", "format": "png", "width": 8, "height": 8,
                                         "seed": 2**64 - 1}},

@@ -229,6 +229,8 @@ def test_photo_becomes_a_downloadable_avatar(avatar_app, browser, artifacts, tmp
     assert all(1 <= step <= total for step, total in steps) and steps == sorted(steps), steps
 
     assert _focused_text(page) == "Your ETHMumbai avatar"  # focus moved to the result
+    # The worker runs the tiny demo models and says so (DEMO_MODELS): the page tells the visitor.
+    expect(page.get_by_test_id("result-note")).to_contain_text("Demo mode")
     shown = page.evaluate("(img => [img.naturalWidth, img.naturalHeight])(document.querySelector('[data-testid=avatar-result]'))")
     assert shown[0] > 0 and shown[1] > 0
 
@@ -295,8 +297,11 @@ def test_photo_without_a_face_gets_a_friendly_message(avatar_app, browser, artif
         page.get_by_role("button", name="Take a selfie").click()
     assert camera.value.element.get_attribute("capture") == "user"  # phones open the front camera
 
+    page.get_by_role("radio", name="Comic").check()  # a style preset from the workflow contract
     cat = base64.b64encode(_jpeg(skdata.chelsea(), tmp_path / "chelsea.jpg").read_bytes()).decode()
-    page.evaluate(DROP_FILE, [cat, "chelsea.jpg", ".dropzone"])
+    with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as posted:
+        page.evaluate(DROP_FILE, [cat, "chelsea.jpg", ".dropzone"])
+    assert posted.value.post_data_json["style"] == "comic"
 
     message = page.get_by_test_id("error-message")
     message.wait_for(timeout=JOB_TIMEOUT_MS)

@@ -71,6 +71,15 @@ export function parseProgress(output: unknown): Progress | undefined {
   return { stage, step: intOrUndefined(step), steps: intOrUndefined(steps) };
 }
 
+/** The codes of the worker's `warnings` ([{code, message}]); the messages are for operators, not visitors. */
+function warningCodes(warnings: unknown): string[] {
+  if (!Array.isArray(warnings)) return [];
+  return warnings
+    .map((warning) => (warning && typeof warning === "object" ? (warning as { code?: unknown }).code : undefined))
+    .filter((code): code is string => typeof code === "string" && /^[A-Z_]{1,40}$/.test(code))
+    .slice(0, 8);
+}
+
 function completedView(output: unknown): JobView {
   if (!output || typeof output !== "object") return failed("NO_RESULT", "The worker returned no output");
   const out = output as Record<string, unknown>;
@@ -84,6 +93,8 @@ function completedView(output: unknown): JobView {
     seed: Number.isSafeInteger(out.seed) ? (out.seed as number) : undefined,
     workflow_version: typeof out.workflow_version === "string" ? out.workflow_version.slice(0, 32) : undefined,
   };
+  const warnings = warningCodes(out.warnings);
+  if (warnings.length) result.warnings = warnings;
   return { state: "completed", result };
 }
 

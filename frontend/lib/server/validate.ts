@@ -1,6 +1,7 @@
 import "server-only";
 
 import { sniffImageType } from "@/lib/imageType";
+import { isStyle, STYLES } from "@/lib/styles";
 
 // The browser sends a ≤2048 px JPEG (a few MB at most); anything much larger is not from our page.
 export const MAX_BODY_BYTES = 12 * 1024 * 1024;
@@ -45,14 +46,19 @@ export async function readJsonLimited(request: Request, maxBytes = MAX_BODY_BYTE
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DATA_URI = /^data:image\/(?:jpeg|png|webp);base64,/;
 
-/** The job input for the worker from the page's body `{"image": <base64 or data URI>}`. */
-export function avatarJobInput(body: unknown): { image: string } {
+/** The job input for the worker from the page's body `{"image": <base64 or data URI>, "style"?: <preset name>}`. */
+export function avatarJobInput(body: unknown): { image: string; style?: string } {
   if (!body || typeof body !== "object" || Array.isArray(body)) {
     throw new RequestError("INVALID_INPUT", "Expected a JSON object", 400);
   }
   const fields = Object.keys(body);
-  const unknown = fields.filter((name) => name !== "image");
+  const unknown = fields.filter((name) => name !== "image" && name !== "style");
   if (unknown.length) throw new RequestError("INVALID_INPUT", `Unknown field: ${unknown[0].slice(0, 40)}`, 400);
+  const style = (body as { style?: unknown }).style;
+  if (style !== undefined && !isStyle(style)) {
+    const known = STYLES.map((option) => option.name).join(", ");
+    throw new RequestError("INVALID_INPUT", `Unknown style; one of: ${known}`, 400);
+  }
   const raw = (body as { image?: unknown }).image;
   if (typeof raw !== "string" || !raw) throw new RequestError("INVALID_INPUT", "Field image is required", 400);
   const image = raw.replace(DATA_URI, "");
@@ -64,5 +70,5 @@ export function avatarJobInput(body: unknown): { image: string } {
   if (!sniffImageType(bytes)) {
     throw new RequestError("UNSUPPORTED_IMAGE", "Image is not JPEG, PNG or WebP", 415);
   }
-  return { image };
+  return style === undefined ? { image } : { image, style };
 }
