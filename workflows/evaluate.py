@@ -23,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +85,7 @@ def grid_cells(sets: dict, grids: dict[str, list], styles: list[str]) -> list[Ce
     axes = ({"style": styles} if styles else {}) | grids
     cells = []
     for index, values in enumerate(itertools.product(*axes.values())):
-        varied = dict(zip(axes, values))
+        varied = dict(zip(axes, values, strict=True))
         cells.append(Cell(index, varied, {**sets, **varied}))
     return cells
 
@@ -265,7 +266,9 @@ def contact_sheet(photos: list[Photo], cells: list[Cell], renders: list[Render],
     """Rows photos, columns: the photo's crop, then one per grid cell; metrics under each image."""
     font = ImageFont.load_default(size=11)
     by_key = {(r.photo, r.cell): r for r in renders}
-    gap, header_h = 6, 44 + (18 if note else 0)
+    gap, columns = 6, 1 + len(cells)
+    note_lines = textwrap.wrap(note, width=max(40, columns * (TILE + gap) // 6)) if note else []
+    header_h = 44 + 14 * len(note_lines)
     rows = []
     for photo in photos:
         sizes = [r.width for r in renders if r.photo == photo.name and r.ok]
@@ -283,11 +286,10 @@ def contact_sheet(photos: list[Photo], cells: list[Cell], renders: list[Render],
                 row.append(_tile(None, [r.error_code or "?", (r.error_message or "")[:30]], font, (170, 20, 20)))
         rows.append(row)
     tile_h = max(t.height for row in rows for t in row)
-    columns = 1 + len(cells)
     sheet = Image.new("RGB", (columns * (TILE + gap) + gap, header_h + len(rows) * (tile_h + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
-    if note:
-        draw.text((gap, 4), note, fill=(170, 20, 20), font=font)
+    for i, line in enumerate(note_lines):
+        draw.text((gap, 4 + 14 * i), line, fill=(170, 20, 20), font=font)
     for column, label in enumerate(["photo"] + [c.label for c in cells]):
         x = gap + column * (TILE + gap)
         for i in range(0, min(len(label), 90), 30):  # wrap the label over up to three lines

@@ -33,7 +33,7 @@ def test_without_the_lora_the_job_renders_and_says_so(worker_server, worker_mode
 
 def test_every_style_renders_and_changes_the_image(worker_server):
     images = {}
-    for name, preset in WORKFLOW.styles.presets.items():
+    for name in WORKFLOW.styles.presets:
         output = worker_server.succeed(avatar_job(seed=802, style=name))
         assert "STYLE_LORA_MISSING" not in codes(output), name
         images[name] = output["image"]
