@@ -17,7 +17,7 @@ from avatar_driver.paths import WORKFLOWS_DIR
 from tools.comfy import run_prompt
 from tools.images import astronaut, b64, encode
 from worker.schema import JobSchema
-from workflows.convert import load_snapshot, ui_to_api
+from workflows.convert import convert, load_snapshot
 
 PUBLISHED = load_workflows()["v1"]
 PHOTO = b64(encode(astronaut()))
@@ -115,7 +115,7 @@ def test_the_pruned_graph_runs_in_comfyui_without_any_model(tmp_path, comfy_serv
 
 def test_a_converted_graph_runs_without_the_lora(tiny_comfy, tiny_models):
     """What ``python -m workflows.convert`` builds from v1.ui.json, with the LoRA absent: bypassed, it renders."""
-    graph = ui_to_api(json.loads((WORKFLOWS_DIR / WORKFLOW_NAME / "v1.ui.json").read_text()), load_snapshot())
+    graph = convert(WORKFLOWS_DIR / WORKFLOW_NAME / "v1.ui.json", load_snapshot())
     workflow = Workflow("v1", PUBLISHED.semver, graph, PUBLISHED.spec)
     prompt = workflow.prompt(PHOTO, FAST, installed={LORA.folder: set()})
     for model in workflow.model_inputs():
