@@ -22,8 +22,10 @@ else
   cat <<'BANNER'
 ================================================================================
   TINY-MODEL DEMO — the real models are not in models/.
-  Random tiny weights under the production file names: every stage runs, but the
-  "avatar" is noise. For real avatars: python scripts/fetch_models.py
+  Random tiny weights under the production file names: every stage runs, but a
+  diffusion "avatar" is noise. The page preselects the Photo style (no diffusion:
+  your photo cut out on the ETHMumbai background). For real avatars:
+  python scripts/fetch_models.py
 ================================================================================
 BANNER
   export COMFYUI_PLUGINS="$PWD/avatar_driver/demo/tiny_sdxl" MODEL_LOCATIONS="$demo_dir/models"
@@ -32,6 +34,8 @@ BANNER
   "$PY" -c "from avatar_driver.demo.tiny_models import write_workflow_models as w, pin_manifest as p; from pathlib import Path; p(w('$demo_dir/models')['models_dir'], Path('$MODELS_MANIFEST'))"
   # Keep demo jobs quick on a CPU; the page sends these with every job.
   export AVATAR_JOB_PARAMS=${AVATAR_JOB_PARAMS:-'{"size": 512, "steps": 12}'}
+  # The composite-only style: the demo shows the real cut-out and branding instead of random texture.
+  export AVATAR_DEFAULT_STYLE=${AVATAR_DEFAULT_STYLE:-photo}
 fi
 
 # The worker needs a CUDA GPU unless told otherwise: without one, the demo asks for the CPU explicitly.

@@ -31,7 +31,9 @@ const ERROR_MESSAGES: Record<string, string> = {
 const WARNING_NOTES: Record<string, string> = {
   STYLE_LORA_MISSING:
     "Made without the ETHMumbai style model, which this server does not have yet: the look comes from the prompt alone.",
-  DEMO_MODELS: "Demo mode: this server runs tiny test models, so the picture is noise, not a real avatar.",
+  DEMO_MODELS:
+    "Demo mode: this server runs tiny test models. The Photo style (the demo's default) shows your photo cut out on " +
+    "the ETHMumbai background without diffusion; the other styles give noise, not a real avatar.",
 };
 
 export function warningNotes(codes: readonly string[] = []): string[] {

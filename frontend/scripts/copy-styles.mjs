@@ -15,6 +15,12 @@ if (!style?.enum?.length || !style["x-presets"]) {
   process.exit(1);
 }
 const presets = style.enum.map((name) => ({ name, ...style["x-presets"][name] }));
+// AVATAR_DEFAULT_STYLE (the tiny-model demo sets "photo") preselects another of the presets on the page.
+const chosen = process.env.AVATAR_DEFAULT_STYLE;
+if (chosen && !style.enum.includes(chosen)) {
+  console.error(`AVATAR_DEFAULT_STYLE=${chosen} is not a style preset; one of: ${style.enum.join(", ")}`);
+  process.exit(1);
+}
 mkdirSync(dirname(target), { recursive: true });
-writeFileSync(target, JSON.stringify({ default: style.default, presets }, null, 2) + "\n");
+writeFileSync(target, JSON.stringify({ default: chosen || style.default, presets }, null, 2) + "\n");
 console.log(`wrote ${presets.length} style presets to ${target}`);
