@@ -44,12 +44,25 @@ def sampler_input(prompt, name: str):
 def test_the_published_styles_are_the_ethmumbai_look_and_two_prompt_only_looks():
     styles = PUBLISHED.styles.presets
     assert PUBLISHED.styles.default == "ethmumbai" and styles["ethmumbai"].lora is not None
-    prompt_only = [name for name, preset in styles.items() if preset.lora is None]
+    prompt_only = [name for name, preset in styles.items() if preset.lora is None and not preset.graph]
     assert len(prompt_only) >= 2
     for name in prompt_only:
         prompt = PUBLISHED.prompt(PHOTO, FAST, style=name, installed={LORA.folder: {styles["ethmumbai"].lora}})
         assert LORA.node not in prompt.graph and prompt.warnings == ()  # never loaded, nothing to warn about
         assert prompt.params["prompt"] == styles[name].params["prompt"] != PUBLISHED.defaults()["prompt"]
+
+
+def test_the_photo_style_runs_no_diffusion_and_loads_no_model():
+    """Issue 20's composite-only style: the face crop goes straight into the composite, the rest is pruned."""
+    prompt = PUBLISHED.prompt(PHOTO, FAST, style="photo", installed={})
+    composite = next(node for node in prompt.graph.values() if node["class_type"] == "EthMumbaiBackgroundComposite")
+    crop_id = next(nid for nid, node in prompt.graph.items() if node["class_type"] == "EthMumbaiFaceCrop")
+    assert composite["inputs"]["foreground"] == [crop_id, 0]
+    assert prompt.models == {} and prompt.warnings == ()
+    assert SAMPLER not in prompt.graph
+    assert {node["class_type"] for node in prompt.graph.values()} <= {
+        "EthMumbaiLoadImageBase64", "EthMumbaiFaceCrop", "EthMumbaiPersonMask", "EthMumbaiBackgroundComposite",
+        "EthMumbaiSaveImageBase64"}
 
 
 def test_a_new_style_and_speed_need_no_code_change(tmp_path):
