@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from custom_nodes.ethmumbai.core import composite, face, segment
-from tools.images import astronaut, decode_b64_image, to_tensor
 from tests.worker.conftest import WORKFLOW, avatar_job
+from tools.images import astronaut, decode_b64_image, to_tensor
 
 
 def test_photo_style_is_the_crop_composited_with_the_packs_own_functions(worker_server):
