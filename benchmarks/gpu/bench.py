@@ -40,13 +40,13 @@ from PIL import Image  # noqa: E402
 from avatar_driver import paths  # noqa: E402
 from avatar_driver.client import ComfyClient  # noqa: E402
 from avatar_driver.contract import Workflow, latest, load_workflows  # noqa: E402
+from avatar_driver.demo.tiny_models import TINY_PLUGIN  # noqa: E402
 from avatar_driver.process import ComfyProcess, free_port  # noqa: E402
 from avatar_driver.runner import PromptRun  # noqa: E402
 from benchmarks.gpu import measure, models, report  # noqa: E402
 from benchmarks.gpu.variants import PSNR_MIN_DB, VARIANTS, Variant, speed_variants  # noqa: E402
 from worker.schema import JobSchema  # noqa: E402
 
-TINY_PLUGIN = REPO_ROOT / "tests" / "plugins" / "tiny_sdxl"
 KIT_DIR = models.KIT_DIR
 DECODED_NODE = "bench_decoded"  # variants add this output node on the VAE decode, for the PSNR check
 JOB_DEADLINE_S = 900.0
