@@ -38,14 +38,10 @@ COUNTS_ROUTE = "/ethmumbai_bench/evaluations"
 TARGETS = {"fast": 0.60, "turbo": 0.20}  # evaluations as a fraction of quality's (issue 17)
 
 
-def preset_params(workflow: Workflow, speed: str) -> dict:
-    return dict(workflow.spec["speeds"]["presets"][speed]["params"])
-
-
-def count_job(comfy_url: str, workflow: Workflow, image: str, params: dict) -> dict:
-    """The evaluations and sampler seconds of one job with ``params``."""
+def count_job(comfy_url: str, workflow: Workflow, image: str, params: dict, speed: str) -> dict:
+    """The evaluations and sampler seconds of one job with the job's own ``params`` and the ``speed`` preset."""
     requests.post(comfy_url + COUNTS_ROUTE, timeout=30).raise_for_status()
-    entry = run_prompt(comfy_url, workflow.build(image, params))
+    entry = run_prompt(comfy_url, workflow.prompt(image, params, speed=speed).graph)
     assert entry.get("status", {}).get("status_str") == "success", entry
     return requests.get(comfy_url + COUNTS_ROUTE, timeout=30).json()
 
@@ -53,7 +49,7 @@ def count_job(comfy_url: str, workflow: Workflow, image: str, params: dict) -> d
 def measure(size: int = 512, repeat: int = 1, seed: int = 0, workdir: Path | None = None) -> dict:
     """Per speed preset: UNet/ControlNet evaluations per job, and ratios to ``quality``; see the module doc."""
     workflow = latest(load_workflows())
-    speeds = list(workflow.spec["speeds"]["presets"])
+    speeds = list(workflow.speeds.presets)
     image = b64(encode(astronaut()))
     with tempfile.TemporaryDirectory(prefix="evaluations-", dir=workdir) as tmp:
         models = write_workflow_models(Path(tmp) / "models")
@@ -62,8 +58,8 @@ def measure(size: int = 512, repeat: int = 1, seed: int = 0, workdir: Path | Non
             runs = {speed: [] for speed in speeds}
             for index in range(repeat):
                 for speed in speeds:  # interleaved, so load drift on the shared CPU hits every preset alike
-                    params = {**preset_params(workflow, speed), "size": size, "seed": seed + index}
-                    runs[speed].append(count_job(comfy.url, workflow, image, params))
+                    params = {"size": size, "seed": seed + index}
+                    runs[speed].append(count_job(comfy.url, workflow, image, params, speed))
         finally:
             comfy.stop()
     report = {"size": size, "repeat": repeat, "presets": {}}
@@ -72,7 +68,7 @@ def measure(size: int = 512, repeat: int = 1, seed: int = 0, workdir: Path | Non
         assert all({k: v for k, v in run.items() if k != "sampler_s"} == {k: v for k, v in counts.items()
                                                                         if k != "sampler_s"} for run in runs[speed])
         report["presets"][speed] = {
-            "params": preset_params(workflow, speed),
+            "params": dict(workflow.speeds.get(speed).params),
             "unet_evaluations": counts["unet"], "unet_calls": counts["unet_calls"],
             "controlnet_evaluations": counts["controlnet"], "controlnet_calls": counts["controlnet_calls"],
             "evaluations": counts["unet"] + counts["controlnet"],

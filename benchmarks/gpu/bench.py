@@ -468,7 +468,7 @@ def variants_phase(env: Env, bare: Bare) -> None:
     out["baseline"] = {k: v for k, v in base.items() if not k.startswith("_")}
     env.save()
     boot_s = env.results.get("main", {}).get("bare", {}).get("boot_to_ready_s") or out.get("baseline_boot_s") or 30
-    candidates = speed_variants(env.workflow.spec["speeds"]) + VARIANTS  # the presets first, in the budget
+    candidates = speed_variants(env.workflow.speeds) + VARIANTS  # the presets first, in the budget
     wanted = [v for v in candidates if not env.args.only or v.name in env.args.only]
     for variant in sorted(wanted, key=lambda v: v.kind != "graph"):  # graph changes first: no restart
         record = {"name": variant.name, "kind": variant.kind, "change": variant.change,

@@ -114,12 +114,12 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
-def speed_variants(speeds: dict) -> tuple[Variant, ...]:
-    """The params file's speed presets (its ``speeds`` section) other than the default, as graph variants: the
+def speed_variants(speeds) -> tuple[Variant, ...]:
+    """The workflow contract's speed presets (``Workflow.speeds``) other than the default, as graph variants: the
     preset's parameters set on each job. They change the image by design, so they are proposals."""
     return tuple(
-        Variant(f"speed_{name}", f"speed preset {name!r}: {preset['params']}",
+        Variant(f"speed_{name}", f"speed preset {name!r}: {dict(preset.params)}",
                 "evaluations cut as counted by benchmarks/evaluations.py on the CPU; sampler time down by about "
                 "the same fraction (UNet and ControlNet dominate a step)", "graph",
-                job_params=lambda job, params, chosen=dict(preset["params"]): dict(chosen), proposal=True)
-        for name, preset in speeds["presets"].items() if name != speeds["default"])
+                job_params=lambda job, params, chosen=dict(preset.params): dict(chosen), proposal=True)
+        for name, preset in speeds.presets.items() if name != speeds.default)
