@@ -102,7 +102,7 @@ def scenes() -> list[Scene]:
 def crop_scene(scene: Scene) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """The face crop at 1024² (as the workflow makes it), its face mask, and the true alpha in the crop."""
     image = torch.from_numpy(scene.pixels.astype(np.float32) / 255.0)[None]
-    pixels, face_mask, box = face.face_crop(image, SIZE, scene.margin, "auto", "largest", "fail", 0.5)
+    pixels, face_mask, box, _ = face.face_crop(image, SIZE, scene.margin, "auto", "largest", "fail", 0.5)
     return pixels, face_mask, crop.extract(scene.alpha, box)
 
 

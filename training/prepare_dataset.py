@@ -152,7 +152,7 @@ def detect(pixels: np.ndarray, settings: Settings) -> face.Face | None:
     if settings.detector in ("auto", "mediapipe"):
         import_quietly("mediapipe")
     faces = face.detect_faces(pixels, settings.detector, settings.min_confidence)
-    return face.choose_face(faces, "largest") if faces else None
+    return face.rank_faces(faces, "prominent", pixels.shape[1], pixels.shape[0])[0] if faces else None
 
 
 def import_quietly(module: str) -> None:

@@ -92,6 +92,11 @@ def _widget_values(node: dict, info: dict) -> dict:
     values = node.get("widgets_values") or []
     if isinstance(values, dict):  # some frontends/extensions save {name: value}
         return {name: values[name] for name in slots if name is not None and name in values}
+    # A workflow saved before optional widgets were appended (the node contract's only allowed change)
+    # lacks their values: they keep their defaults.
+    optional = set(info["input"].get("optional", {}))
+    if len(values) < len(slots) and all(name is None or name in optional for name in slots[len(values):]):
+        slots = slots[:len(values)]
     if len(values) != len(slots):
         raise ConvertError(
             f"node {node['id']} ({node['type']}): {len(values)} widget values, but the definition has "

@@ -3,6 +3,7 @@ import type { Progress } from "@/lib/jobs";
 // What people read. Worker codes come from docs/ARCHITECTURE.md ("Error codes"); the rest from this app.
 const ERROR_MESSAGES: Record<string, string> = {
   NO_FACE_DETECTED: "We couldn't find a face — try a clearer, front-facing photo.",
+  NO_PERSON_DETECTED: "We couldn't find a person in that photo — try one that shows you, your face and shoulders.",
   MULTIPLE_FACES: "We found more than one face — try a photo with just you in it.",
   UNSUPPORTED_IMAGE: "We can only read JPEG, PNG or WebP photos, and this one looks different or damaged.",
   IMAGE_TOO_LARGE: "That photo is too big for us. Try a smaller one.",
@@ -42,6 +43,17 @@ export function warningNotes(codes: readonly string[] = []): string[] {
 
 export function friendlyError(code: string): string {
   return ERROR_MESSAGES[code] ?? "Something went wrong. Please try again.";
+}
+
+// Warnings come with a finished avatar (job output "warnings": [{code, message}]); codes as in ARCHITECTURE.md.
+const WARNING_MESSAGES: Record<string, string> = {
+  LOW_RESOLUTION_FACE:
+    "Your face is quite small in that photo, so the avatar may look soft. A closer or sharper photo gives a crisper result.",
+};
+
+/** What people read for a warning; undefined for a code the page does not explain (show nothing). */
+export function friendlyWarning(code: string): string | undefined {
+  return WARNING_MESSAGES[code];
 }
 
 const STAGE_LABELS: Record<string, string> = {

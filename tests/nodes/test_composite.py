@@ -183,7 +183,7 @@ def test_unknown_background_is_invalid_input(name):
 
 def test_paste_back_puts_the_crop_where_it_came_from():
     photo = to_tensor(astronaut())
-    crop_pixels, _, box = face.face_crop(photo, 256, 0.6, "mediapipe", "largest", "fail", 0.5)
+    crop_pixels, _, box, _ = face.face_crop(photo, 256, 0.6, "mediapipe", "largest", "fail", 0.5)
     out = blend(crop_pixels, torch.ones(1, 256, 256), original=photo, crop_box=box)
     assert out.shape == photo.shape
     inside = (slice(box.y, box.y + box.size), slice(box.x, box.x + box.size))

@@ -21,6 +21,11 @@ def centre(box) -> tuple[float, float]:
 
 
 def crop_of(pixels: np.ndarray, **overrides):
+    """(image, mask, box) of the face crop; ``crop_info`` also gives the info dict."""
+    return crop_info(pixels, **overrides)[:3]
+
+
+def crop_info(pixels: np.ndarray, **overrides):
     args = {"output_size": 256, "margin": 0.6, "detector": "auto", "multiple_faces": "largest",
             "on_no_face": "fail", "min_confidence": 0.5} | overrides
     return face.face_crop(to_tensor(pixels), **args)

@@ -32,7 +32,7 @@ NODE_IDS = ["EthMumbaiLoadImageBase64", "EthMumbaiFaceCrop", "EthMumbaiPersonMas
 CONTRACT_INPUTS = {
     "EthMumbaiLoadImageBase64": (["image_base64", "max_bytes", "max_pixels"], []),
     "EthMumbaiFaceCrop": (["image", "output_size", "margin", "detector", "multiple_faces", "on_no_face",
-                           "min_confidence"], []),
+                           "min_confidence"], ["face_index"]),
     "EthMumbaiPersonMask": (["image", "threshold", "feather"], ["refine", "islands", "face_mask"]),
     "EthMumbaiLineart": (["image", "method", "resolution"], []),
     "EthMumbaiBackgroundComposite": (["foreground", "mask", "background", "color", "color2", "feather"],

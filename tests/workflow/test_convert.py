@@ -132,12 +132,14 @@ def test_reroutes_primitives_bypass_mute_and_notes():
              [5, 1, 0, 6, 0, "IMAGE"]]
     api = ui_to_api({"nodes": nodes, "links": links}, SNAPSHOT)
     assert sorted(api) == ["1", "4"]
+    # Saved before the optional face_index widget was appended: it converts, and face_index keeps its default.
     assert api["4"]["inputs"] == {"image": ["1", 0], "output_size": 384, "margin": 0.6, "detector": "auto",
                                   "multiple_faces": "largest", "on_no_face": "fail", "min_confidence": 0.5}
 
 
 @pytest.mark.parametrize("node, error", [
     (ui_node(1, "KSampler", [7, 5, 6.5, "euler", "normal", 0.5]), "6 widget values, but the definition has 7"),
+    (ui_node(1, "EthMumbaiFaceCrop", [256, 0.6, "auto", "largest", "fail"]), "5 widget values, but the definition has 7"),
     (ui_node(1, "SomeoneElsesNode", []), "not in the /object_info snapshot"),
     (ui_node(1, "VAEDecode", inputs=[{"name": "latent", "type": "LATENT", "link": None}]), "unknown input 'latent'"),
 ])

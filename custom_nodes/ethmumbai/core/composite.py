@@ -148,15 +148,19 @@ def composite(foreground: torch.Tensor, mask: torch.Tensor, background: str, col
     With ``original`` and ``crop_box`` the background is the original photo instead: the foreground
     (the stylized crop) is scaled back to the box and blended into the original frame there, and
     the background/colour inputs are not used (nor the edge cleaning: the photo's backdrop belongs there).
+    With ``crop_box`` alone, a crop that was turned to make a tilted head upright is turned back first
+    (the photo's pose on the background).
     """
-    if (original is None) != (crop_box is None):
+    if original is not None and crop_box is None:
         raise EthMumbaiError(INVALID_INPUT, "paste-back needs both 'original' and 'crop_box' connected")
     results = []
     for pixels, alpha in _pair(batch_arrays(foreground), batch_arrays(mask)):
         pixels = rgb(pixels)
         height, width = pixels.shape[:2]
         alpha = feather(fit(alpha, height, width), feather_px)
-        if crop_box is not None:
+        if original is None and crop_box is not None:
+            pixels, alpha = crop.turn_back(pixels, alpha, crop_box)
+        if original is not None:
             frame = rgb(batch_arrays(original)[0])
             results.append(crop.paste(frame, pixels, alpha, crop_box))
         else:

@@ -30,7 +30,8 @@ class BackgroundComposite(io.ComfyNode):
                              tooltip="Extra softening of the mask edge in pixels (0 = use the mask as is)."),
                 io.Image.Input("original", optional=True,
                                tooltip="The photo the face crop came from: paste the foreground back into it."),
-                CropBoxType.Input("crop_box", optional=True, tooltip="The face crop's box (needed with 'original')."),
+                CropBoxType.Input("crop_box", optional=True, tooltip="The face crop's box: needed with 'original'; "
+                                  "alone, it turns a crop that was turned upright back to the photo's pose."),
                 io.Boolean.Input("clean_edge", default=True, optional=True,
                                  tooltip="Replace the colour in the mask's soft edge by the person's own colour, "
                                          "so none of the photo's old backdrop shows (not used when pasting back)."),
