@@ -290,6 +290,7 @@ def test_a_face_box_without_a_person_stops_the_job(comfy_server):
     error = execution_error(run_prompt(comfy_server.url, graph))
     assert CODE.match(error["exception_message"]).group(1) == "NO_PERSON_DETECTED", error["exception_message"]
     assert error["node_type"] == "EthMumbaiPersonMask"
-    healthy = run_scene(comfy_server, cat_thumbnail(), on_no_face="center_crop")[0]  # the crop's own mask: empty
+    mirrored = np.ascontiguousarray(cat_thumbnail()[:, ::-1])  # another photo: ComfyUI runs the crop again
+    healthy = run_scene(comfy_server, mirrored, on_no_face="center_crop")[0]  # the crop's own mask: empty
     assert healthy["faces_found"] == 0 and healthy["face_box"] is None
 
