@@ -1,11 +1,21 @@
 import type { NextConfig } from "next";
 
+import { analyticsEnabled, VERCEL_SCRIPT_HOST } from "./lib/analytics";
+
+const development = process.env.NODE_ENV === "development";
+
 // The page loads nothing from other origins and talks only to its own API routes. Next's App Router writes its
 // hydration data as inline scripts, so scripts need 'unsafe-inline' (a nonce would force every page dynamic);
 // `next dev` also evaluates code. Images: the pack's art, and blob:/data: URLs of the photo and the avatar.
+// Vercel Analytics and Speed Insights (lib/analytics.ts) need nothing more when deployed (same origin); in
+// `next dev` their debug scripts come from Vercel's script host, allowed only then and only when they are on.
 const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
-  `script-src 'self' 'unsafe-inline'${process.env.NODE_ENV === "development" ? " 'unsafe-eval'" : ""}`,
+  [
+    "script-src 'self' 'unsafe-inline'",
+    development && "'unsafe-eval'",
+    development && analyticsEnabled() && VERCEL_SCRIPT_HOST,
+  ].filter(Boolean).join(" "),
   "style-src 'self' 'unsafe-inline'",
   "img-src 'self' blob: data:",
   "connect-src 'self'",

@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 
 import runpod  # noqa: E402
 from runpod.http_client import AsyncClientSession  # noqa: E402
-from runpod.serverless.modules.rp_http import send_result  # noqa: E402
+from runpod.serverless.modules.rp_http import JOB_DONE_URL, _handle_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
 from avatar_driver.client import ComfyUnavailable, PromptRejected  # noqa: E402
@@ -76,9 +76,11 @@ class Progress:
     or a local collector); without it the SDK would log a failed POST per update.
     """
 
-    def __init__(self, job: dict, enabled: bool):
+    def __init__(self, job: dict, enabled: bool, token: str | None = None):
         self.job = job
         self.enabled = enabled
+        # The collector's per-job secret (job input progress_token), added to the progress URL.
+        self._url = JOB_DONE_URL if token is None else f"{JOB_DONE_URL}&token={token}"
         self._stage: str | None = None
         self._last_step_at = 0.0
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -121,7 +123,9 @@ class Progress:
             async with AsyncClientSession() as session:
                 while (payload := self._outbox.get()) is not None:
                     try:
-                        await send_result(session, {"status": "IN_PROGRESS", "output": payload}, self.job)
+                        # The SDK's send_result, with this job's URL: it adds the job id and &isStream.
+                        await _handle_result(session, {"status": "IN_PROGRESS", "output": payload}, self.job,
+                                             self._url, "Progress sent.")
                     except Exception as err:  # a lost update must not stop the ones after it, nor the job
                         log.warning("job %s: progress update not sent: %s", self.job["id"], err)
 
@@ -231,7 +235,7 @@ class Worker:
             raise WorkerError(INVALID_INPUT, f"return={request.return_mode!r} needs storage, which this endpoint "
                                              "does not have configured (STORAGE_BUCKET); use return='base64'")
         timeout = min(request.timeout or self.settings.job_timeout, self.settings.job_timeout)
-        with Progress(job, enabled=self.settings.progress_url is not None) as progress:
+        with Progress(job, self.settings.progress_url is not None, request.progress_token) as progress:
             workflow = request.workflow
             prompt = workflow.prompt(request.image, request.params, request.style, request.speed,
                                      self._installed(workflow))

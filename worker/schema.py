@@ -45,6 +45,7 @@ class JobRequest:
     timeout: float | None
     style: str | None = None
     speed: str | None = None
+    progress_token: str | None = None
 
 
 def _param_field(name: str, spec: dict) -> tuple[Any, Any]:
@@ -69,6 +70,10 @@ def job_model(workflow: Workflow, versions: list[str]) -> type[BaseModel]:
         "timeout": (float, Field(
             None, gt=0, le=MAX_TIMEOUT_S,
             description="Deadline for this job in seconds; the endpoint's JOB_TIMEOUT caps it.")),
+        "progress_token": (str, Field(
+            None, pattern=r"^[A-Za-z0-9_-]{16,128}$",
+            description="Local worker API only: a per-job secret from the collector of progress updates, added to "
+                        "the progress URL as &token=, so that it can tell this job's updates from forged ones.")),
     }
     for field_name, group in (("style", workflow.styles), ("speed", workflow.speeds)):
         if group is not None:
@@ -137,7 +142,7 @@ class JobSchema:
         workflow = self.workflows[requested]
         params = {name: getattr(job, name) for name in workflow.params if name in job.model_fields_set}
         return JobRequest(workflow, job.image, params, job.return_, job.user, job.timeout,
-                          getattr(job, "style", None), getattr(job, "speed", None))
+                          getattr(job, "style", None), getattr(job, "speed", None), job.progress_token)
 
     def json_schema(self) -> dict:
         schema = self.models[latest(self.workflows).version].model_json_schema(by_alias=True)

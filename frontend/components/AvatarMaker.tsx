@@ -3,24 +3,47 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 
 import AvatarHistory, { useAvatarHistory } from "@/components/AvatarHistory";
-import { avatarPngBlob, PrepareError, prepareImage } from "@/lib/client/images";
-import type { JobError, JobView, Progress } from "@/lib/jobs";
-import { describeProgress, friendlyError, type Phase, warningNotes } from "@/lib/messages";
-import { DEFAULT_STYLE, STYLES } from "@/lib/styles";
+import LookChooser, { loadPicks, type Picks, savePicks } from "@/components/LookChooser";
+import { backgroundLabel, CHOICES, MAX_SEED } from "@/lib/choices";
+import { avatarBlobs, PrepareError, prepareImage, type PreparedImage } from "@/lib/client/images";
+import type { JobError, JobView, NewJob, Progress, ServiceHealth } from "@/lib/jobs";
+import { DEMO_WARNING, describeProgress, friendlyError, friendlyWarning, type Phase } from "@/lib/messages";
 
 const POLL_MS = 500;
+const HEALTH_POLL_MS = 2_000;
 const MAX_POLL_FAILURES = 5; // consecutive network errors before giving up
 const JOB_DEADLINE_MS = 15 * 60_000; // cold GPU workers can take minutes to start
+const WARMUP_DEADLINE_MS = 10 * 60_000; // a local worker loading its models on a CPU
 const ACCEPT = "image/jpeg,image/png,image/webp";
+const DEMO_KEY = "ethmumbai-avatar-demo"; // sessionStorage: the worker said it runs tiny demo models
+
+interface Photo extends PreparedImage {
+  url: string; // object URL of the prepared JPEG ("Before")
+}
+
+interface Avatar {
+  png: string; // object URLs
+  webp: string;
+  pngBlob: Blob;
+  width: number;
+  height: number;
+  seed?: number;
+  background?: string; // undefined: the style's own
+  style?: string;
+  warnings: JobError[];
+}
 
 type UiState =
   | { kind: "idle"; note?: string }
   | { kind: "working"; phase: Phase; progress?: Progress; before?: string }
-  | { kind: "done"; before: string; after: string; width: number; height: number; notes: string[] }
-  | { kind: "error"; error: JobError };
+  | { kind: "done"; before: string; avatar: Avatar }
+  | { kind: "error"; error: JobError; retryAfterS?: number };
 
 class JobFailed extends Error {
-  constructor(readonly error: JobError) {
+  constructor(
+    readonly error: JobError,
+    readonly retryAfterS?: number,
+  ) {
     super(error.code);
   }
 }
@@ -38,9 +61,19 @@ const sleep = (ms: number, signal: AbortSignal) =>
     );
   });
 
+/** A seed a JS number holds exactly, from the browser's random source. */
+function randomSeed(): number {
+  const [high, low] = crypto.getRandomValues(new Uint32Array(2));
+  return ((high % Math.floor(MAX_SEED / 2 ** 32)) * 2 ** 32 + low) % MAX_SEED;
+}
+
+function jobUrl(id: string): string {
+  return `/api/jobs/${encodeURIComponent(id)}`;
+}
+
 /** Ask the server to cancel a job, without waiting (keepalive: it still goes out while the page unloads). */
-function cancelOnServer(id: string): void {
-  fetch(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true }).catch(() => {
+function cancelOnServer(job: NewJob): void {
+  fetch(jobUrl(job.id), { method: "DELETE", keepalive: true, headers: { "X-Job-Token": job.token } }).catch(() => {
     // Best effort: the person has moved on either way, and there is nothing useful to tell them.
   });
 }
@@ -48,19 +81,30 @@ function cancelOnServer(id: string): void {
 async function readApi<T>(response: Response): Promise<T> {
   const body = await response.json().catch(() => null);
   if (!response.ok) {
-    throw new JobFailed(body?.error?.code ? body.error : { code: "UNKNOWN", message: `HTTP ${response.status}` });
+    const retryAfter = Number(response.headers.get("Retry-After")) || undefined;
+    throw new JobFailed(body?.error?.code ? body.error : { code: "UNKNOWN", message: `HTTP ${response.status}` },
+      retryAfter);
   }
   return body as T;
+}
+
+async function fetchHealth(signal?: AbortSignal): Promise<ServiceHealth | null> {
+  const response = await fetch("/api/health", { cache: "no-store", signal }).catch(() => null);
+  return response?.ok ? ((await response.json().catch(() => null)) as ServiceHealth | null) : null;
 }
 
 /** Poll until the job ends; report queued/running views as they come. Network errors and 5xx are retried. */
 type FinalView = Extract<JobView, { state: "completed" | "failed" }>;
 
-async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobView) => void): Promise<FinalView> {
+async function waitForJob(job: NewJob, signal: AbortSignal, onView: (view: JobView) => void): Promise<FinalView> {
   const deadline = Date.now() + JOB_DEADLINE_MS;
   let failures = 0;
   while (Date.now() < deadline) {
-    const response = await fetch(`/api/jobs/${encodeURIComponent(id)}`, { signal, cache: "no-store" }).catch((err) => {
+    const response = await fetch(jobUrl(job.id), {
+      signal,
+      cache: "no-store",
+      headers: { "X-Job-Token": job.token },
+    }).catch((err) => {
       if (signal.aborted) throw err;
       return null;
     });
@@ -85,44 +129,81 @@ async function waitForJob(id: string, signal: AbortSignal, onView: (view: JobVie
 export default function AvatarMaker() {
   const [state, setState] = useState<UiState>({ kind: "idle" });
   const [dragging, setDragging] = useState(false);
-  const [style, setStyle] = useState(DEFAULT_STYLE);
   // The server-rendered buttons do nothing until React has hydrated them: keep them disabled until then.
   const [hydrated, setHydrated] = useState(false);
+  const [picks, setPicks] = useState<Picks>({});
+  const [health, setHealth] = useState<ServiceHealth | null>(null);
+  const [demo, setDemo] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
   const cameraInput = useRef<HTMLInputElement>(null);
   const chooseButton = useRef<HTMLButtonElement>(null);
+  const resultPanel = useRef<HTMLElement>(null);
   const resultHeading = useRef<HTMLHeadingElement>(null);
   const errorHeading = useRef<HTMLHeadingElement>(null);
   const abort = useRef<AbortController | null>(null);
-  const jobId = useRef<string | null>(null); // the job this page waits for, until it ends
-  const objectUrls = useRef<string[]>([]);
+  const job = useRef<NewJob | null>(null); // the job this page waits for, until it ends
+  const photo = useRef<Photo | null>(null); // the prepared photo, kept for "Try another" and "Same again"
+  const resultUrls = useRef<string[]>([]);
+  const picksRef = useRef<Picks>({});
+  const healthRef = useRef<ServiceHealth | null>(null);
   const focusChooser = useRef(false);
   const history = useAvatarHistory();
   const addToHistory = history.add;
 
-  const makeUrl = (blob: Blob) => {
-    const url = URL.createObjectURL(blob);
-    objectUrls.current.push(url);
-    return url;
+  const releaseResult = () => {
+    resultUrls.current.forEach((url) => URL.revokeObjectURL(url));
+    resultUrls.current = [];
   };
 
-  const releaseUrls = () => {
-    objectUrls.current.forEach((url) => URL.revokeObjectURL(url));
-    objectUrls.current = [];
+  const releasePhoto = () => {
+    if (photo.current) URL.revokeObjectURL(photo.current.url);
+    photo.current = null;
   };
+
+  const updateHealth = useCallback((next: ServiceHealth | null) => {
+    healthRef.current = next;
+    setHealth(next);
+  }, []);
 
   useEffect(() => {
     setHydrated(true);
+    const saved = loadPicks();
+    picksRef.current = saved;
+    setPicks(saved);
+    setDemo(sessionStorage.getItem(DEMO_KEY) === "1");
     return () => {
       abort.current?.abort();
-      releaseUrls();
+      releaseResult();
+      releasePhoto();
     };
   }, []);
 
-  // Move focus to what changed, so keyboard and screen-reader users land on the result, the error, or (after
-  // "Make another") the photo chooser again.
+  // Is the worker up? While it warms up the page says so (and holds a photo until it is ready), re-checking.
   useEffect(() => {
-    if (state.kind === "done") resultHeading.current?.focus();
+    const controller = new AbortController();
+    const check = async () => {
+      const next = await fetchHealth(controller.signal);
+      if (controller.signal.aborted) return;
+      updateHealth(next);
+      if (next?.state === "warming") await sleep(HEALTH_POLL_MS, controller.signal).then(check, () => undefined);
+    };
+    void check();
+    return () => controller.abort();
+  }, [updateHealth]);
+
+  const choose = useCallback((next: Picks) => {
+    picksRef.current = next;
+    setPicks(next);
+    savePicks(next);
+  }, []);
+
+  // Move focus to what changed, so keyboard and screen-reader users land on the result, the error, or (after
+  // "New photo") the photo chooser again. The result is scrolled to the top: its downloads fit on one screen.
+  useEffect(() => {
+    if (state.kind === "done") {
+      resultPanel.current?.scrollIntoView({ block: "start" });
+      resultHeading.current?.focus({ preventScroll: true });
+    }
     if (state.kind === "error") errorHeading.current?.focus();
     if (state.kind === "idle" && focusChooser.current) {
       focusChooser.current = false;
@@ -130,28 +211,45 @@ export default function AvatarMaker() {
     }
   }, [state.kind]);
 
-  const start = useCallback(async (file: File) => {
+  /** A local worker that is still starting cannot take a job: wait until it can (RunPod queues it instead). */
+  const waitUntilReady = useCallback(async (signal: AbortSignal) => {
+    const deadline = Date.now() + WARMUP_DEADLINE_MS;
+    let current = healthRef.current;
+    while (current?.state === "warming" && !current.queues) {
+      if (Date.now() > deadline) throw new JobFailed({ code: "WARMING_UP", message: "" });
+      await sleep(HEALTH_POLL_MS, signal);
+      current = await fetchHealth(signal);
+      updateHealth(current);
+    }
+  }, [updateHealth]);
+
+  /** Draw an avatar of the prepared photo with the current picks; `seed` undefined: the endpoint's default. */
+  const render = useCallback(async (source: Photo, seed: number | undefined) => {
     abort.current?.abort();
-    releaseUrls();
+    releaseResult();
     const controller = new AbortController();
     abort.current = controller;
     const { signal } = controller;
+    const before = source.url;
+    const chosen = picksRef.current;
     try {
-      setState({ kind: "working", phase: "preparing" });
-      const prepared = await prepareImage(file);
-      const before = makeUrl(prepared.blob);
+      if (healthRef.current?.state === "warming" && !healthRef.current.queues) {
+        setState({ kind: "working", phase: "warming", before });
+        await waitUntilReady(signal);
+      }
       setState({ kind: "working", phase: "uploading", before });
-      const { id } = await readApi<{ id: string }>(
+      const body = { image: source.base64, ...chosen, ...(seed !== undefined && { seed }) };
+      const created = await readApi<NewJob>(
         await fetch("/api/jobs", {
           method: "POST",
           headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ image: prepared.base64, style }),
+          body: JSON.stringify(body),
           signal,
         }),
       );
-      jobId.current = id;
+      job.current = created;
       setState({ kind: "working", phase: "queued", before });
-      const view = await waitForJob(id, signal, (update) =>
+      const view = await waitForJob(created, signal, (update) =>
         setState({
           kind: "working",
           phase: update.state === "running" ? "running" : "queued",
@@ -159,27 +257,69 @@ export default function AvatarMaker() {
           before,
         }),
       );
-      jobId.current = null; // ended: nothing left to cancel
+      job.current = null; // ended: nothing left to cancel
       if (view.state === "failed") throw new JobFailed(view.error);
-      const { image, format, width, height, seed, workflow_version: workflowVersion, warnings } = view.result;
-      const png = await avatarPngBlob(image, format);
+      const result = view.result;
+      const { png, webp } = await avatarBlobs(result.image, result.format);
       signal.throwIfAborted(); // cancelled while the avatar was decoded: keep nothing, add nothing to history
-      setState({ kind: "done", before, after: makeUrl(png), width, height, notes: warningNotes(warnings) });
-      void addToHistory({ createdAt: Date.now(), png, width, height, seed, workflowVersion });
+      const urls = [URL.createObjectURL(png), URL.createObjectURL(webp)];
+      resultUrls.current.push(...urls);
+      const warnings = result.warnings ?? [];
+      if (warnings.some((warning) => warning.code === DEMO_WARNING)) {
+        sessionStorage.setItem(DEMO_KEY, "1");
+        setDemo(true);
+      }
+      const style = chosen.style ?? CHOICES.styles?.default;
+      setState({
+        kind: "done",
+        before,
+        avatar: {
+          png: urls[0],
+          webp: urls[1],
+          pngBlob: png,
+          width: result.width,
+          height: result.height,
+          seed: result.seed,
+          style,
+          background: chosen.background ?? (CHOICES.styles ? undefined : CHOICES.backgrounds.default),
+          warnings,
+        },
+      });
+      void addToHistory({
+        createdAt: Date.now(),
+        png,
+        width: result.width,
+        height: result.height,
+        seed: result.seed,
+        workflowVersion: result.workflow_version,
+      });
     } catch (err) {
       if (signal.aborted) return;
       // The page stopped waiting (timeout, lost connection): cancel the job rather than let it run unseen.
-      if (jobId.current) cancelOnServer(jobId.current);
-      jobId.current = null;
-      const error =
-        err instanceof JobFailed
-          ? err.error
-          : err instanceof PrepareError
-            ? { code: err.code, message: "" }
-            : { code: "NETWORK", message: "" };
-      setState({ kind: "error", error });
+      if (job.current) cancelOnServer(job.current);
+      job.current = null;
+      if (err instanceof JobFailed) setState({ kind: "error", error: err.error, retryAfterS: err.retryAfterS });
+      else if (err instanceof PrepareError) setState({ kind: "error", error: { code: err.code, message: "" } });
+      else setState({ kind: "error", error: { code: "NETWORK", message: "" } });
     }
-  }, [addToHistory, style]);
+  }, [addToHistory, waitUntilReady]);
+
+  const start = useCallback(async (file: File) => {
+    abort.current?.abort();
+    releaseResult();
+    releasePhoto();
+    setState({ kind: "working", phase: "preparing" });
+    let prepared: PreparedImage;
+    try {
+      prepared = await prepareImage(file);
+    } catch (err) {
+      const code = err instanceof PrepareError ? err.code : "FILE_UNREADABLE";
+      setState({ kind: "error", error: { code, message: "" } });
+      return;
+    }
+    photo.current = { ...prepared, url: URL.createObjectURL(prepared.blob) };
+    await render(photo.current, undefined);
+  }, [render]);
 
   const onFiles = (files: FileList | null) => {
     const file = files?.[0];
@@ -188,11 +328,12 @@ export default function AvatarMaker() {
 
   // Stop waiting at once and tell the server; the page is ready for another photo.
   const cancel = useCallback(() => {
-    const id = jobId.current;
-    jobId.current = null;
+    const current = job.current;
+    job.current = null;
     abort.current?.abort();
-    if (id) cancelOnServer(id);
-    releaseUrls();
+    if (current) cancelOnServer(current);
+    releaseResult();
+    releasePhoto();
     focusChooser.current = true;
     setState({ kind: "idle", note: "Cancelled" });
   }, []);
@@ -201,7 +342,7 @@ export default function AvatarMaker() {
   // unload: it also fires on mobile and for pages kept in the back-forward cache, which then come back cancelled.)
   useEffect(() => {
     const onPageHide = () => {
-      if (jobId.current) cancel();
+      if (job.current) cancel();
     };
     window.addEventListener("pagehide", onPageHide);
     return () => window.removeEventListener("pagehide", onPageHide);
@@ -209,13 +350,31 @@ export default function AvatarMaker() {
 
   const reset = () => {
     abort.current?.abort();
-    releaseUrls();
+    releaseResult();
+    releasePhoto();
     focusChooser.current = true;
     setState({ kind: "idle" });
   };
 
+  const again = (seed: number | undefined) => {
+    if (photo.current) void render(photo.current, seed);
+  };
+
+  const working = state.kind === "working";
+
   return (
     <div className="maker">
+      {health && health.state !== "ready" && (
+        <p className="service-status" role="status" data-testid="service-status" data-state={health.state}>
+          {health.state === "warming"
+            ? health.queues
+              ? "The avatar service is warming up: your first avatar may take a minute or two longer."
+              : "The avatar service is warming up. Choose your photo; it goes as soon as the service is ready."
+            : "The avatar service isn't answering right now. Please try again later."}
+        </p>
+      )}
+      {demo && state.kind !== "done" && <DemoNotice />}
+
       {state.kind === "idle" && (
         <section
           aria-labelledby="upload-heading"
@@ -259,23 +418,8 @@ export default function AvatarMaker() {
               Take a selfie
             </button>
           </div>
-          <fieldset className="styles">
-            <legend>Style</legend>
-            {STYLES.map((option) => (
-              <label key={option.name} className="styles__option" title={option.description}>
-                <input
-                  type="radio"
-                  name="style"
-                  value={option.name}
-                  checked={style === option.name}
-                  onChange={() => setStyle(option.name)}
-                />
-                {option.label}
-              </label>
-            ))}
-          </fieldset>
           <p className="fineprint">
-            JPEG, PNG or WebP, up to 25 MB. Resized in your browser to 2048 px; location data is removed.
+            JPEG, PNG or WebP, up to 25 MB. Resized in your browser (at most 2048 px); location data is removed.
           </p>
           <input
             ref={fileInput}
@@ -304,38 +448,26 @@ export default function AvatarMaker() {
       )}
 
       {state.kind === "working" && (
-        <ProgressPanel phase={state.phase} progress={state.progress} before={state.before} onCancel={cancel} />
+        <ProgressPanel
+          phase={state.phase}
+          progress={state.progress}
+          before={state.before}
+          coldStart={health?.state === "warming" && health.queues}
+          onCancel={cancel}
+        />
       )}
 
       {state.kind === "done" && (
-        <section aria-labelledby="result-heading" className="panel result">
-          <h2 id="result-heading" ref={resultHeading} tabIndex={-1}>
-            Your ETHMumbai avatar
-          </h2>
-          <div className="compare">
-            <figure>
-              <img src={state.before} alt="Your photo, before" />
-              <figcaption>Before</figcaption>
-            </figure>
-            <figure>
-              <img src={state.after} alt="Your ETHMumbai avatar" data-testid="avatar-result" />
-              <figcaption>After{state.width > 0 && ` · ${state.width}×${state.height}`}</figcaption>
-            </figure>
-          </div>
-          {state.notes.map((note) => (
-            <p key={note} className="result__note" data-testid="result-note">
-              {note}
-            </p>
-          ))}
-          <div className="actions">
-            <a className="button button--primary" href={state.after} download="ethmumbai-avatar.png">
-              Download PNG
-            </a>
-            <button type="button" className="button button--secondary" onClick={reset}>
-              Make another
-            </button>
-          </div>
-        </section>
+        <ResultPanel
+          panelRef={resultPanel}
+          headingRef={resultHeading}
+          before={state.before}
+          avatar={state.avatar}
+          demo={demo}
+          onTryAnother={() => again(randomSeed())}
+          onSameAgain={() => again(state.avatar.seed)}
+          onNewPhoto={reset}
+        />
       )}
 
       {state.kind === "error" && (
@@ -344,7 +476,7 @@ export default function AvatarMaker() {
             That didn't work
           </h2>
           <p className="error__message" data-testid="error-message" data-code={state.error.code}>
-            {friendlyError(state.error.code)}
+            {friendlyError(state.error.code, state.retryAfterS)}
           </p>
           {state.error.message && (
             <details>
@@ -362,8 +494,123 @@ export default function AvatarMaker() {
         </section>
       )}
 
+      <LookChooser picks={picks} onChange={choose} disabled={!hydrated || working} />
+
       <AvatarHistory {...history} />
     </div>
+  );
+}
+
+function DemoNotice() {
+  return (
+    <p className="demo-notice" role="note" data-testid="demo-notice">
+      <strong>Demo mode.</strong> This server runs tiny test models instead of the real ones: the Photo style (the
+      demo&apos;s default) shows your photo cut out on the ETHMumbai background, the other styles give noise, not a
+      real avatar.
+    </p>
+  );
+}
+
+function ResultPanel({
+  panelRef,
+  headingRef,
+  before,
+  avatar,
+  demo,
+  onTryAnother,
+  onSameAgain,
+  onNewPhoto,
+}: {
+  panelRef: React.RefObject<HTMLElement | null>;
+  headingRef: React.RefObject<HTMLHeadingElement | null>;
+  before: string;
+  avatar: Avatar;
+  demo: boolean;
+  onTryAnother: () => void;
+  onSameAgain: () => void;
+  onNewPhoto: () => void;
+}) {
+  const [shareFile, setShareFile] = useState<File | null>(null);
+  useEffect(() => {
+    // Web Share with a file: phones mostly; elsewhere the button stays away.
+    const file = new File([avatar.pngBlob], "ethmumbai-avatar.png", { type: "image/png" });
+    setShareFile(typeof navigator.canShare === "function" && navigator.canShare({ files: [file] }) ? file : null);
+  }, [avatar.pngBlob]);
+  const style = CHOICES.styles?.presets.find((preset) => preset.name === avatar.style);
+  const warnings = avatar.warnings.map((warning) => friendlyWarning(warning.code)).filter(Boolean);
+  return (
+    <section ref={panelRef} aria-labelledby="result-heading" className="panel result">
+      <h2 id="result-heading" ref={headingRef} tabIndex={-1}>
+        Your ETHMumbai avatar
+      </h2>
+      {demo && <DemoNotice />}
+      <div className="result__body">
+        <img className="result__square" src={avatar.png} alt="Your ETHMumbai avatar" data-testid="avatar-result" />
+        <div className="result__side">
+          <div className="result__previews">
+            <figure>
+              <img className="result__round" src={avatar.png} alt="" data-testid="avatar-round" />
+              <figcaption>As a profile picture</figcaption>
+            </figure>
+            <figure>
+              <img className="result__before" src={before} alt="Your photo, before" />
+              <figcaption>Before</figcaption>
+            </figure>
+          </div>
+          <p className="result__meta" data-testid="result-meta">
+            {style && <>{style.label} · </>}
+            {avatar.background ? `${backgroundLabel(avatar.background)} background` : "the style's background"}
+            {avatar.width > 0 && ` · ${avatar.width}×${avatar.height}`}
+            {avatar.seed !== undefined && (
+              <>
+                {" · "}Seed <span data-testid="seed">{avatar.seed}</span>
+              </>
+            )}
+          </p>
+          {warnings.length > 0 && (
+            <ul className="result__warnings" data-testid="warnings">
+              {warnings.map((text) => (
+                <li key={text}>{text}</li>
+              ))}
+            </ul>
+          )}
+          <div className="actions result__downloads">
+            <a className="button button--primary" href={avatar.png} download="ethmumbai-avatar.png">
+              Download PNG
+            </a>
+            <a className="button button--secondary" href={avatar.webp} download="ethmumbai-avatar.webp">
+              Download WebP
+            </a>
+            {shareFile && (
+              <button
+                type="button"
+                className="button button--secondary"
+                onClick={() => navigator.share({ files: [shareFile], title: "My ETHMumbai avatar" }).catch(() => {})}
+              >
+                Share
+              </button>
+            )}
+          </div>
+          <div className="actions result__again">
+            <button type="button" className="button button--secondary" onClick={onTryAnother}>
+              Try another
+            </button>
+            {avatar.seed !== undefined && (
+              <button type="button" className="button button--secondary" onClick={onSameAgain}>
+                Same again
+              </button>
+            )}
+            <button type="button" className="button button--secondary" onClick={onNewPhoto}>
+              New photo
+            </button>
+          </div>
+          <p className="fineprint">
+            Try another draws this photo again with a new seed; Same again redraws seed {avatar.seed ?? "—"} with
+            the look chosen below.
+          </p>
+        </div>
+      </div>
+    </section>
   );
 }
 
@@ -371,16 +618,18 @@ function ProgressPanel({
   phase,
   progress,
   before,
+  coldStart,
   onCancel,
 }: {
   phase: Phase;
   progress?: Progress;
   before?: string;
+  coldStart: boolean;
   onCancel: () => void;
 }) {
-  const { label, detail, percent } = describeProgress(phase, progress);
-  // Only once the server has the job (queued or running): before that there is nothing to cancel.
-  const cancellable = phase === "queued" || phase === "running";
+  const { label, detail, percent } = describeProgress(phase, progress, coldStart);
+  // Once the server has the job (queued or running), or while the page holds the photo for a warming worker.
+  const cancellable = phase === "queued" || phase === "running" || phase === "warming";
   return (
     <section aria-labelledby="progress-heading" className="panel progress" aria-busy="true">
       <h2 id="progress-heading">Making your avatar</h2>
@@ -390,7 +639,8 @@ function ProgressPanel({
           <p id="progress-label" role="status" aria-live="polite" data-testid="progress-label" data-phase={phase}>
             {label}
           </p>
-          <progress aria-labelledby="progress-label" max={100} value={percent} />
+          {/* No value where no step is counted: an indeterminate bar rather than a guessed percentage. */}
+          <progress aria-labelledby="progress-label" max={100} value={percent} data-testid="progress-bar" />
           {/* Outside the live region: a screen reader hears each stage once, not every step. */}
           <p className="progress__detail" data-testid="progress-detail">
             {detail}

@@ -14,7 +14,7 @@ export interface AvatarResult {
   height: number;
   seed?: number; // absent when the worker's seed is past 2^53 (a JS number would change it)
   workflow_version?: string;
-  warnings?: string[]; // the worker's warning codes (docs/ARCHITECTURE.md), when it sent any
+  warnings?: JobError[]; // the worker's warnings (codes: its WARNING set, e.g. DEMO_MODELS, LOW_RESOLUTION_FACE)
 }
 
 export interface JobError {
@@ -27,6 +27,19 @@ export type JobView =
   | { state: "running"; progress?: Progress }
   | { state: "completed"; result: AvatarResult }
   | { state: "failed"; error: JobError };
+
+/** POST /api/jobs → the job's id and the token that proves its creator (send it as X-Job-Token). */
+export interface NewJob {
+  id: string;
+  token: string;
+}
+
+/** GET /api/health: can the worker take a job now? "warming": it is starting (a job waits or must wait). */
+export interface ServiceHealth {
+  state: "ready" | "warming" | "unavailable";
+  // true where a job sent while warming waits in the endpoint's queue (RunPod); false where the page must wait.
+  queues: boolean;
+}
 
 /** RunPod job ids are UUID-like; anything else never reaches the endpoint URL. */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9-]{1,128}$/;

@@ -25,24 +25,33 @@ const ERROR_MESSAGES: Record<string, string> = {
   SERVICE_MISCONFIGURED: "The avatar service is not configured yet. Please try again later.",
   NETWORK: "We lost the connection. Check your internet and try again.",
   JOB_NOT_FOUND: "We lost track of your avatar. Please try again.",
-  RATE_LIMITED: "You've made a lot of avatars in a short time. Please wait a little and try again.",
+  RATE_LIMITED: "You've made a lot of avatars in a short time.",
+  FORBIDDEN_ORIGIN: "That request didn't come from this page. Please reload it and try again.",
+  STATE_UNAVAILABLE: "The avatar service is briefly unavailable. Please try again in a minute.",
+  WARMING_UP: "The avatar service is still warming up. Please try again in a minute.",
 };
 
-// Worker warnings a visitor should know about (the rest, e.g. CACHE_DISABLED, concern only the operator).
-const WARNING_NOTES: Record<string, string> = {
-  STYLE_LORA_MISSING:
-    "Made without the ETHMumbai style model, which this server does not have yet: the look comes from the prompt alone.",
-  DEMO_MODELS:
-    "Demo mode: this server runs tiny test models. The Photo style (the demo's default) shows your photo cut out on " +
-    "the ETHMumbai background without diffusion; the other styles give noise, not a real avatar.",
-};
-
-export function warningNotes(codes: readonly string[] = []): string[] {
-  return codes.flatMap((code) => (WARNING_NOTES[code] ? [WARNING_NOTES[code]] : []));
+/** What people read for an error; `retryAfterS` (from a 429's Retry-After) names the wait. */
+export function friendlyError(code: string, retryAfterS?: number): string {
+  const message = ERROR_MESSAGES[code] ?? "Something went wrong. Please try again.";
+  if (code !== "RATE_LIMITED") return message;
+  if (!retryAfterS) return `${message} Please wait a while and try again.`;
+  const minutes = Math.ceil(retryAfterS / 60);
+  return `${message} You can make another in ${minutes} minute${minutes === 1 ? "" : "s"}.`;
 }
 
-export function friendlyError(code: string): string {
-  return ERROR_MESSAGES[code] ?? "Something went wrong. Please try again.";
+/** The worker runs the tiny random demo models (its warning): the page shows a demo notice. */
+export const DEMO_WARNING = "DEMO_MODELS";
+
+// The worker's warnings (worker output "warnings"), in plain words; codes without an entry are for operators only
+// (CACHE_DISABLED), or have their own notice (DEMO_MODELS).
+const WARNING_MESSAGES: Record<string, string> = {
+  STYLE_LORA_MISSING: "This style's finishing touch isn't installed on the server yet, so your avatar uses the basic style.",
+  LOW_RESOLUTION_FACE: "Your face is small in this photo, so the avatar may look soft. A closer photo works better.",
+};
+
+export function friendlyWarning(code: string): string | undefined {
+  return WARNING_MESSAGES[code];
 }
 
 // Warnings come with a finished avatar (job output "warnings": [{code, message}]); codes as in ARCHITECTURE.md.
@@ -64,22 +73,28 @@ const STAGE_LABELS: Record<string, string> = {
   upload: "Saving your avatar",
 };
 
-const STAGE_PERCENT: Record<string, number> = { queued: 10, preprocess: 12, sampling: 15, encode: 93, upload: 97 };
+export type Phase = "preparing" | "warming" | "uploading" | "queued" | "running";
 
-export type Phase = "preparing" | "uploading" | "queued" | "running";
-
-/** The status line (a stage), its detail (sampling steps) and an overall 0..100 estimate (undefined: unknown). */
+/**
+ * The status line (a stage), its detail (sampling steps) and a percentage only where the worker counts real steps
+ * (sampling); elsewhere the bar is indeterminate rather than a guess.
+ */
 export function describeProgress(
   phase: Phase,
   progress?: Progress,
+  coldStart = false,
 ): { label: string; detail?: string; percent?: number } {
   switch (phase) {
     case "preparing":
-      return { label: "Preparing your photo", percent: 2 };
+      return { label: "Preparing your photo" };
+    case "warming":
+      return { label: "The avatar service is warming up", detail: "Your photo goes as soon as it's ready." };
     case "uploading":
-      return { label: "Uploading", percent: 5 };
+      return { label: "Uploading" };
     case "queued":
-      return { label: "Waiting for a free GPU", percent: 8 };
+      return coldStart
+        ? { label: "Waiting for a free GPU", detail: "A GPU is starting up; the first avatar takes a minute or two." }
+        : { label: "Waiting for a free GPU" };
     case "running":
       break;
   }
@@ -87,11 +102,8 @@ export function describeProgress(
   const label = STAGE_LABELS[progress.stage] ?? "Working on it";
   if (progress.stage === "sampling" && progress.steps && progress.step !== undefined) {
     const step = Math.min(progress.step, progress.steps);
-    return {
-      label,
-      detail: `Step ${step} of ${progress.steps}`,
-      percent: 15 + Math.round((75 * step) / progress.steps),
-    };
+    const percent = Math.round((100 * step) / progress.steps);
+    return { label, detail: `Step ${step} of ${progress.steps} (${percent}%)`, percent };
   }
-  return { label, percent: STAGE_PERCENT[progress.stage] };
+  return { label };
 }

@@ -1,11 +1,11 @@
 import "server-only";
 
+import { CHOICES, MAX_SEED } from "@/lib/choices";
 import { sniffImageType } from "@/lib/imageType";
-import { isStyle, STYLES } from "@/lib/styles";
+import { MAX_BODY_BYTES } from "@/lib/uploadLimits";
 
-// The browser sends a ≤2048 px JPEG (a few MB at most); anything much larger is not from our page.
-export const MAX_BODY_BYTES = 12 * 1024 * 1024;
-export const MAX_IMAGE_BYTES = 8 * 1024 * 1024;
+// The page fits the photo under UPLOAD_BASE64_BUDGET; anything larger is not from our page.
+const MAX_IMAGE_BYTES = Math.floor((MAX_BODY_BYTES * 3) / 4);
 
 export class RequestError extends Error {
   constructor(
@@ -18,7 +18,10 @@ export class RequestError extends Error {
   }
 }
 
-/** Read a JSON body, refusing it as soon as it passes maxBytes (the Content-Length is not trusted alone). */
+/**
+ * Read a JSON body, refusing it as soon as it passes maxBytes: by its Content-Length before reading a byte, and by
+ * counting as it streams in (a chunked body has no length, and a declared one is not trusted alone).
+ */
 export async function readJsonLimited(request: Request, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > maxBytes) throw new RequestError("IMAGE_TOO_LARGE", "Request body too large", 413);
@@ -45,21 +48,34 @@ export async function readJsonLimited(request: Request, maxBytes = MAX_BODY_BYTE
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DATA_URI = /^data:image\/(?:jpeg|png|webp);base64,/;
+const FIELDS = new Set(["image", "style", "background", "seed"]);
 
-/** The job input for the worker from the page's body `{"image": <base64 or data URI>, "style"?: <preset name>}`. */
-export function avatarJobInput(body: unknown): { image: string; style?: string } {
+/** What the page may send: the photo, and the visitor's choices (the worker gets no other field from a browser). */
+export interface AvatarJobInput {
+  image: string;
+  style?: string;
+  background?: string;
+  seed?: number;
+}
+
+function choice(body: Record<string, unknown>, field: string, allowed: string[]): string | undefined {
+  const value = body[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !allowed.includes(value)) {
+    throw new RequestError("INVALID_INPUT", `Field ${field} must be one of: ${allowed.join(", ")}`, 400);
+  }
+  return value;
+}
+
+/** The job input for the worker from the page's body `{"image": <base64 or data URI>, "style"?, "background"?, "seed"?}`. */
+export function avatarJobInput(body: unknown): AvatarJobInput {
   if (!body || typeof body !== "object" || Array.isArray(body)) {
     throw new RequestError("INVALID_INPUT", "Expected a JSON object", 400);
   }
-  const fields = Object.keys(body);
-  const unknown = fields.filter((name) => name !== "image" && name !== "style");
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((name) => !FIELDS.has(name));
   if (unknown.length) throw new RequestError("INVALID_INPUT", `Unknown field: ${unknown[0].slice(0, 40)}`, 400);
-  const style = (body as { style?: unknown }).style;
-  if (style !== undefined && !isStyle(style)) {
-    const known = STYLES.map((option) => option.name).join(", ");
-    throw new RequestError("INVALID_INPUT", `Unknown style; one of: ${known}`, 400);
-  }
-  const raw = (body as { image?: unknown }).image;
+  const raw = fields.image;
   if (typeof raw !== "string" || !raw) throw new RequestError("INVALID_INPUT", "Field image is required", 400);
   const image = raw.replace(DATA_URI, "");
   if (image.length % 4 !== 0 || !BASE64.test(image)) {
@@ -70,5 +86,17 @@ export function avatarJobInput(body: unknown): { image: string; style?: string }
   if (!sniffImageType(bytes)) {
     throw new RequestError("UNSUPPORTED_IMAGE", "Image is not JPEG, PNG or WebP", 415);
   }
-  return style === undefined ? { image } : { image, style };
+  const input: AvatarJobInput = { image };
+  const style = choice(fields, "style", CHOICES.styles?.presets.map((preset) => preset.name) ?? []);
+  const background = choice(fields, "background", CHOICES.backgrounds.names);
+  if (style !== undefined) input.style = style;
+  if (background !== undefined) input.background = background;
+  if (fields.seed !== undefined) {
+    const seed = fields.seed;
+    if (typeof seed !== "number" || !Number.isSafeInteger(seed) || seed < 0 || seed > MAX_SEED) {
+      throw new RequestError("INVALID_INPUT", `Field seed must be a whole number from 0 to ${MAX_SEED}`, 400);
+    }
+    input.seed = seed;
+  }
+  return input;
 }
