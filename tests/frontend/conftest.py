@@ -17,8 +17,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, sync_playwright
 
-from avatar_driver.process import free_port
 from avatar_driver.paths import REPO_ROOT
+from avatar_driver.process import free_port
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
 ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "frontend"

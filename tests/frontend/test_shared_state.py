@@ -12,8 +12,8 @@ from contextlib import ExitStack
 import requests
 from PIL import Image
 
+from avatar_driver.process import free_port
 from tests.frontend.conftest import next_server
-from worker.comfy_process import free_port
 
 
 def _png_base64() -> str:
