@@ -338,9 +338,9 @@ def _start_job_on_the_worker(page: Page, photo: Path) -> str:
 def _wait_for_the_worker_to_end(stack: LocalStack, job_id: str) -> None:
     """The local worker API cannot stop a job: it runs to the end. Wait for that, so that the late result has come
     back to the app, and so that the tests after this one find the worker idle."""
-    # The worker logs one analytics event per job, when it ends (worker/analytics.py).
-    wait_until(lambda: f'"job_id":"{job_id}"' in stack.worker.log(), JOB_TIMEOUT_MS / 1000,
-               f"the worker to finish job {job_id}")
+    # The worker logs "job <id> COMPLETED|FAILED" once per job, when it ends (worker/analytics.py).
+    wait_until(lambda: re.search(rf"job {re.escape(job_id)} (COMPLETED|FAILED)", stack.worker.log()),
+               JOB_TIMEOUT_MS / 1000, f"the worker to finish job {job_id}")
     assert stack.worker.comfy_queue() == ([], [])
 
 
