@@ -47,20 +47,10 @@ export const DEMO_WARNING = "DEMO_MODELS";
 // (CACHE_DISABLED), or have their own notice (DEMO_MODELS).
 const WARNING_MESSAGES: Record<string, string> = {
   STYLE_LORA_MISSING: "This style's finishing touch isn't installed on the server yet, so your avatar uses the basic style.",
-  LOW_RESOLUTION_FACE: "Your face is small in this photo, so the avatar may look soft. A closer photo works better.",
-};
-
-export function friendlyWarning(code: string): string | undefined {
-  return WARNING_MESSAGES[code];
-}
-
-// Warnings come with a finished avatar (job output "warnings": [{code, message}]); codes as in ARCHITECTURE.md.
-const WARNING_MESSAGES: Record<string, string> = {
   LOW_RESOLUTION_FACE:
     "Your face is quite small in that photo, so the avatar may look soft. A closer or sharper photo gives a crisper result.",
 };
 
-/** What people read for a warning; undefined for a code the page does not explain (show nothing). */
 export function friendlyWarning(code: string): string | undefined {
   return WARNING_MESSAGES[code];
 }

@@ -307,7 +307,8 @@ def test_the_page_words_the_workers_warnings_and_says_demo(cloud_app, runpod, br
     page.get_by_test_id("avatar-result").wait_for()
     expect(page.get_by_test_id("demo-notice")).to_contain_text("tiny test models")
     expect(page.get_by_test_id("warnings")).to_have_text(
-        "Your face is small in this photo, so the avatar may look soft. A closer photo works better.")
+        "Your face is quite small in that photo, so the avatar may look soft. A closer or sharper photo gives a crisper "
+        "result.")
     expect(page.get_by_role("link", name="Download PNG")).to_be_in_viewport(ratio=1)
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS_DIR / "11_demo_warnings_phone.png")
