@@ -30,8 +30,9 @@ else
 BANNER
   export COMFYUI_PLUGINS="$PWD/avatar_driver/demo/tiny_sdxl" MODEL_LOCATIONS="$demo_dir/models"
   # The worker checks model sizes against the manifest at boot: give it one pinned to the tiny files.
+  # (pinned from the repo's manifest, so MODELS_MANIFEST is exported only once the copy exists)
+  "$PY" -c "from avatar_driver.demo.tiny_models import write_workflow_models as w, pin_manifest as p; from pathlib import Path; p(w('$demo_dir/models')['models_dir'], Path('$demo_dir/models_manifest.yaml'))"
   export MODELS_MANIFEST="$demo_dir/models_manifest.yaml"
-  "$PY" -c "from avatar_driver.demo.tiny_models import write_workflow_models as w, pin_manifest as p; from pathlib import Path; p(w('$demo_dir/models')['models_dir'], Path('$MODELS_MANIFEST'))"
   # Keep demo jobs quick on a CPU; the page sends these with every job.
   export AVATAR_JOB_PARAMS=${AVATAR_JOB_PARAMS:-'{"size": 512, "steps": 12}'}
   # The composite-only style: the demo shows the real cut-out and branding instead of random texture.
