@@ -17,7 +17,7 @@ from scipy.spatial import procrustes
 from skimage.metrics import structural_similarity
 
 from custom_nodes.ethmumbai.core import crop
-from custom_nodes.ethmumbai.core.face import MEDIAPIPE_PIP, Face, choose_face, detect_faces
+from custom_nodes.ethmumbai.core.face import MEDIAPIPE_PIP, Face, detect_faces, rank_faces
 from custom_nodes.ethmumbai.core.lineart import standard_lineart
 from custom_nodes.ethmumbai.core.models import optional_import, shared_model
 from custom_nodes.ethmumbai.core.segment import person_probability
@@ -101,7 +101,7 @@ def _person(pixels: np.ndarray) -> np.ndarray:
 
 def _largest_face(pixels: np.ndarray, settings: CropSettings) -> Face | None:
     faces = detect_faces(pixels, settings.detector, settings.min_confidence)
-    return choose_face(faces, "largest") if faces else None
+    return rank_faces(faces, "largest", pixels.shape[1], pixels.shape[0])[0] if faces else None
 
 
 class Reference:

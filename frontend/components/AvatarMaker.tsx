@@ -238,7 +238,9 @@ export default function AvatarMaker() {
         await waitUntilReady(signal);
       }
       setState({ kind: "working", phase: "uploading", before });
-      const body = { image: source.base64, ...chosen, ...(seed !== undefined && { seed }) };
+      // The preselected style (the demo's is "photo") is sent too, so the avatar is drawn in the style the page names.
+      const body = { image: source.base64, ...chosen, style: chosen.style ?? CHOICES.styles?.default,
+                     ...(seed !== undefined && { seed }) };
       const created = await readApi<NewJob>(
         await fetch("/api/jobs", {
           method: "POST",
