@@ -17,9 +17,9 @@ def test_photo_style_is_the_crop_composited_with_the_packs_own_functions(worker_
     # The same steps, run here with the pack's functions and the workflow's values.
     graph = WORKFLOW.graph
     crop_inputs = graph["2"]["inputs"]
-    pixels, face_mask, _ = face.face_crop(to_tensor(astronaut()), size, crop_inputs["margin"], crop_inputs["detector"],
-                                          crop_inputs["multiple_faces"], crop_inputs["on_no_face"],
-                                          crop_inputs["min_confidence"])
+    pixels, face_mask, _, _ = face.face_crop(to_tensor(astronaut()), size, crop_inputs["margin"], crop_inputs["detector"],
+                                             crop_inputs["multiple_faces"], crop_inputs["on_no_face"],
+                                             crop_inputs["min_confidence"])
     mask_inputs, composite_inputs = graph["3"]["inputs"], graph["15"]["inputs"]
     mask = segment.person_mask(pixels, mask_inputs["threshold"], mask_inputs["feather"], face_mask=face_mask)
     style_background = WORKFLOW.styles.presets["photo"].params.get("background", WORKFLOW.defaults()["background"])
