@@ -25,7 +25,8 @@ from pathlib import Path  # noqa: E402
 
 import runpod  # noqa: E402
 from runpod.http_client import AsyncClientSession  # noqa: E402
-from runpod.serverless.modules.rp_http import JOB_DONE_URL, _handle_result  # noqa: E402
+from runpod.serverless.modules import rp_http  # noqa: E402
+from runpod.serverless.modules.rp_http import _handle_result  # noqa: E402
 from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 
 from avatar_driver.client import ComfyUnavailable, PromptRejected  # noqa: E402
@@ -80,7 +81,8 @@ class Progress:
         self.job = job
         self.enabled = enabled
         # The collector's per-job secret (job input progress_token), added to the progress URL.
-        self._url = JOB_DONE_URL if token is None else f"{JOB_DONE_URL}&token={token}"
+        url = rp_http.JOB_DONE_URL  # read when the job starts: the SDK module holds the live value
+        self._url = url if token is None else f"{url}&token={token}"
         self._stage: str | None = None
         self._last_step_at = 0.0
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
