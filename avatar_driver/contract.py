@@ -31,6 +31,9 @@ _VERSION_FILE = re.compile(r"^(v(\d+))\.params\.json$")
 # Class types whose execution time is "sampling"; anything after the first of them is "encode".
 SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"})
 FACE_CROP_CLASS = "EthMumbaiFaceCrop"
+# The face crop's UI output (the pack's nodes/face_crop.py UI_KEY): [{faces_found, face_index, face_box, angle,
+# warnings}]; the node is an output node, so ComfyUI reports it on every run, cached or not.
+FACE_REPORT_KEY = "ethmumbai_face"
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,32 @@ class Presets:
 class JobWarning:
     code: str
     message: str
+    details: Mapping = field(default_factory=dict)  # more fields for the caller, e.g. LOW_RESOLUTION_FACE's face_px
+
+    def as_output(self) -> dict:
+        """The job output's ``warnings`` entry: ``{"code", "message", ...details}``."""
+        return {**self.details, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class FaceReport:
+    """What the face crop found: the faces it could choose from, the one used ([x, y, w, h] in the photo's pixels;
+    None for a centred crop without a face) and its warnings."""
+
+    faces_found: int
+    face_box: list[int] | None
+    warnings: tuple[JobWarning, ...] = ()
+
+    @classmethod
+    def from_ui(cls, info: Mapping) -> FaceReport:
+        warnings = tuple(JobWarning(w["code"], w["message"], {k: v for k, v in w.items() if k not in ("code", "message")})
+                         for w in info.get("warnings", []))
+        return cls(int(info["faces_found"]), info.get("face_box"), warnings)
+
+    def as_output(self) -> dict:
+        """The job output's face fields (and what a result cache entry keeps; ``from_ui`` reads it back)."""
+        return {"faces_found": self.faces_found, "face_box": self.face_box,
+                "warnings": [w.as_output() for w in self.warnings]}
 
 
 @dataclass(frozen=True)
@@ -198,6 +227,13 @@ class Workflow:
     @cached_property
     def sampler_nodes(self) -> frozenset[str]:
         return frozenset(nid for nid, node in self.graph.items() if node.get("class_type") in SAMPLER_CLASSES)
+
+    def face_report(self, reports: Mapping[str, dict]) -> FaceReport | None:
+        """The face crop's report among a run's UI outputs by node id (``Outcome.reports``); None without one."""
+        for node_id, node in self.graph.items():
+            if node.get("class_type") == FACE_CROP_CLASS and (info := reports.get(node_id, {}).get(FACE_REPORT_KEY)):
+                return FaceReport.from_ui(info[0])
+        return None
 
     @cached_property
     def node_types(self) -> frozenset[str]:

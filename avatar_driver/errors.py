@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from custom_nodes.ethmumbai.core.errors import CODES as PACK_CODES
 from custom_nodes.ethmumbai.core.errors import MODEL_MISSING, CodedError
+from custom_nodes.ethmumbai.core.errors import WARNINGS as PACK_WARNINGS
 
 COMFY_VALIDATION = "COMFY_VALIDATION"  # ComfyUI refused the prompt (node_errors), other than a missing model
 COMFY_EXECUTION = "COMFY_EXECUTION"  # a node raised something that is not one of the pack's coded errors
@@ -29,11 +30,12 @@ RETRYABLE = frozenset({GPU_OUT_OF_MEMORY, COMFY_CRASHED})
 # How ComfyUI names torch's out-of-memory exception in ``execution_error.exception_type`` (torch.cuda's is an alias).
 OOM_EXCEPTION_TYPES = frozenset({"torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError"})
 
-# Warnings: the job still succeeded; the output's ``warnings`` lists them as {code, message}.
+# Warnings: the job still succeeded; the output's ``warnings`` lists them as {code, message, ...}. The pack's
+# (LOW_RESOLUTION_FACE, from the face crop's report) are defined in its errors module.
 STYLE_LORA_MISSING = "STYLE_LORA_MISSING"  # the style LoRA is not installed: rendered without it (prompt only)
 CACHE_DISABLED = "CACHE_DISABLED"  # a model the job used has no pinned sha256: the result cache is off for it
 DEMO_MODELS = "DEMO_MODELS"  # the worker runs the tiny random demo models: the image is texture, not an avatar
-WARNINGS = frozenset({STYLE_LORA_MISSING, CACHE_DISABLED, DEMO_MODELS})
+WARNINGS = PACK_WARNINGS | {STYLE_LORA_MISSING, CACHE_DISABLED, DEMO_MODELS}
 
 _CODE_PREFIX = re.compile(r"^\[([A-Z_]+)\]\s*")
 # Defence in depth: error texts are echoed to clients and logs, so any long base64-like run is cut out.

@@ -93,6 +93,7 @@ class Timeline:
 class Outcome:
     output: dict  # the output node's UI output
     timings: dict[str, float]
+    reports: dict[str, dict] = field(default_factory=dict)  # the other nodes' UI outputs by node id (the face crop's)
 
 
 class PromptRun:
@@ -139,6 +140,7 @@ class PromptRun:
 
     def _follow(self, timeline: Timeline, deadline: float) -> Outcome:
         output: dict | None = None
+        reports: dict[str, dict] = {}
         failure: dict | None = None
         while True:
             left = deadline - time.monotonic()
@@ -173,12 +175,15 @@ class PromptRun:
                                   "step": data.get("value"), "steps": data.get("max")})
             elif kind == "executed" and str(data.get("node")) == self.output_node:
                 output = data.get("output")
+            elif kind == "executed" and data.get("output"):
+                reports[str(data.get("node"))] = data["output"]
             elif kind in ("execution_error", "execution_interrupted"):
                 failure = {"type": kind, **data}
         self._forget()
-        return self._outcome(output, failure, timeline)
+        return self._outcome(output, failure, timeline, reports)
 
-    def _outcome(self, output: dict | None, failure: dict | None, timeline: Timeline) -> Outcome:
+    def _outcome(self, output: dict | None, failure: dict | None, timeline: Timeline,
+                 reports: dict[str, dict]) -> Outcome:
         if failure is not None:
             if failure["type"] == "execution_interrupted":
                 raise WorkerError(COMFY_EXECUTION, "the job was interrupted on the server")
@@ -186,7 +191,7 @@ class PromptRun:
                                          failure.get("exception_type"))
         if not output:
             raise WorkerError(COMFY_EXECUTION, f"the workflow finished without output from node {self.output_node}")
-        return Outcome(output, timeline.timings())
+        return Outcome(output, timeline.timings(), reports)
 
     def _from_history(self, entry: dict, timeline: Timeline) -> Outcome:
         """The prompt ended while the socket was down: read its result from /history."""
@@ -196,7 +201,8 @@ class PromptRun:
             if kind in ("execution_error", "execution_interrupted"):
                 failure = {"type": kind, **data}
         self._forget()
-        return self._outcome(entry.get("outputs", {}).get(self.output_node), failure, timeline)
+        outputs = dict(entry.get("outputs") or {})
+        return self._outcome(outputs.pop(self.output_node, None), failure, timeline, outputs)
 
     def _resync(self) -> dict | None:
         """After a dropped socket: reconnect (if ComfyUI lives) and return the history entry if it has ended."""

@@ -32,6 +32,7 @@ from runpod.serverless.modules.rp_logger import RunPodLogger  # noqa: E402
 from avatar_driver.client import ComfyUnavailable, PromptRejected  # noqa: E402
 from avatar_driver.contract import (  # noqa: E402
     FACE_CROP_CLASS,
+    FaceReport,
     JobWarning,
     Prompt,
     Workflow,
@@ -248,19 +249,25 @@ class Worker:
                 image = {"base64": base64.b64encode(hit.data).decode("ascii"), "format": hit.metadata["format"],
                          "width": int(hit.metadata["width"]), "height": int(hit.metadata["height"])}
                 timings = {"queue": 0.0, "preprocess": 0.0, "sampling": 0.0, "encode": 0.0}
+                # Kept with the entry by _store; an entry written before faces were reported has none.
+                face = FaceReport.from_ui(hit.metadata["face"]) if "face" in hit.metadata else None
             else:
                 outcome = self._execute(workflow, prompt.graph, started + timeout, progress,
                                         self._cancels.get(str(job.get("id", "?"))))
                 image, timings = outcome.output["ethmumbai_images"][0], outcome.timings
+                face = workflow.face_report(outcome.reports)
             result = {
                 "image": image["base64"], "format": image["format"], "width": image["width"], "height": image["height"],
                 "seed": prompt.params.get("seed"), "workflow_version": workflow.version,
                 "timings": timings, "cached": hit is not None,
-                "warnings": [{"code": w.code, "message": w.message} for w in warnings],
             }
+            if face is not None:  # the faces in the photo, the one used, and e.g. LOW_RESOLUTION_FACE
+                result |= {"faces_found": face.faces_found, "face_box": face.face_box}
+                warnings.extend(face.warnings)
+            result["warnings"] = [warning.as_output() for warning in warnings]
             if self.store is not None:
                 progress({"stage": "upload"})
-                self._store(job, request, result, cache_key if hit is None else None)
+                self._store(job, request, result, cache_key if hit is None else None, face)
             if request.return_mode == "url" and "url" in result:
                 del result["image"]
             result["timings"]["total"] = round(time.monotonic() - started, 3)
@@ -356,14 +363,16 @@ class Worker:
             log.warning("cache lookup failed: %s", err)
             return None
 
-    def _store(self, job: dict, request: JobRequest, result: dict, cache_key: str | None) -> None:
-        """Upload the result (history), fill the cache on a miss, add ``url``; storage failures are reported, not fatal."""
+    def _store(self, job: dict, request: JobRequest, result: dict, cache_key: str | None,
+               face: FaceReport | None) -> None:
+        """Upload the result (history), fill the cache on a miss (with the face report, so a hit answers alike),
+        add ``url``; storage failures are reported, not fatal."""
         metadata = {k: result[k] for k in ("width", "height", "seed", "workflow_version")}
         try:
             stored = self.store.put_result(base64.b64decode(result["image"]), str(job.get("id")), request.user,
                                            result["format"], metadata)
             if cache_key is not None:
-                self.store.cache_put(cache_key, stored)
+                self.store.cache_put(cache_key, stored, {"face": face.as_output()} if face is not None else None)
         except StorageError as err:
             result["storage_error"] = {"code": STORAGE_ERROR, "message": str(err)}
             return

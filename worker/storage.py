@@ -306,11 +306,12 @@ class ResultStore:
         return StoredObject(key=data_key, url=self.presign(data_key), data=data, metadata=meta["metadata"],
                             size=len(data))
 
-    def cache_put(self, key: str, obj: StoredObject) -> StoredObject:
-        """Make a stored result (from ``put_result``) the cache entry for ``key``: a server-side copy, no re-upload."""
+    def cache_put(self, key: str, obj: StoredObject, extra: Mapping | None = None) -> StoredObject:
+        """Make a stored result (from ``put_result``) the cache entry for ``key``: a server-side copy, no re-upload.
+        ``extra`` (JSON values, e.g. the face report) joins the entry's metadata, which ``cache_get`` returns."""
         fmt = obj.metadata.get("format", "png")
         meta_key, data_key = self._cache_meta_key(key), self._cache_data_key(key, fmt)
-        entry = json.dumps({"format": fmt, "metadata": dict(obj.metadata),
+        entry = json.dumps({"format": fmt, "metadata": {**obj.metadata, **(extra or {})},
                             "created": datetime.now(UTC).isoformat(timespec="seconds")})
         with self._errors("write the cache"):
             self._client.copy_object(Bucket=self.config.bucket, Key=data_key,

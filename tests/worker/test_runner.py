@@ -58,7 +58,20 @@ def test_run_survives_a_dropped_websocket(comfy_server):
     outcome = run.execute(time.monotonic() + 120)
     assert dropped, "the socket was never cut"
     assert outcome.output["ethmumbai_images"][0]["width"] == 144
+    assert outcome.reports["2"]["ethmumbai_face"][0]["faces_found"] == 1  # from the events or, missed, the history
     assert client.history(run.prompt_id) is None
+
+
+def test_the_face_report_comes_also_when_comfyui_serves_the_crop_from_its_cache(comfy_server):
+    """Another save format reruns only the save node: the cached face crop (an output node) still reports."""
+    graph = _graph(PHOTO, size=152)
+    _, first = _run(comfy_server, graph)
+    graph["3"]["inputs"]["format"] = "webp"
+    _, again = _run(comfy_server, graph)
+    assert again.output["ethmumbai_images"][0]["format"] == "webp"
+    report = Workflow("v0", "0.0.0", graph, {}).face_report(again.reports)
+    assert report is not None and report == Workflow("v0", "0.0.0", graph, {}).face_report(first.reports)
+    assert report.faces_found == 1 and len(report.face_box) == 4
 
 
 def test_node_exception_keeps_its_code(comfy_server):

@@ -45,6 +45,9 @@ def test_url_result_then_the_same_job_is_a_cache_hit(storage_worker):
     assert again["cached"] is True and again["timings"]["sampling"] == 0
     assert "image" not in again and _download(again["url"]) == png
     assert (again["width"], again["height"], again["seed"]) == (first["width"], first["height"], 31)
+    # The face report is kept with the cache entry: a hit answers with the fields of the run that filled it.
+    assert first["faces_found"] == 1 and len(first["face_box"]) == 4
+    assert (again["faces_found"], again["face_box"]) == (first["faces_found"], first["face_box"])
     # Both results are in alice's history; the cache entry is stored once.
     keys = [o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert sum("/alice/" in k for k in keys) == 2 and sum(k.endswith(".png") and "/cache/" in k for k in keys) == 1

@@ -4,6 +4,7 @@ from ..core.face import DETECTORS, MIN_FACE_PX, MULTIPLE_FACE_POLICIES, NO_FACE_
 from .types import CATEGORY, CropBoxType
 
 # The UI output key: {"ethmumbai_face": [{"faces_found", "face_index", "face_box", "angle", "warnings"}]}
+# (avatar_driver/contract.py reads it under the same name)
 UI_KEY = "ethmumbai_face"
 
 
@@ -14,6 +15,10 @@ class FaceCrop(io.ComfyNode):
             node_id="EthMumbaiFaceCrop",
             display_name="ETHMumbai Face Crop",
             category=CATEGORY,
+            # An output node, so ComfyUI sends its report on every run: a cached node that is not an output is
+            # skipped without an "executed" message (ComfyUI 0.3.75 execution.py), and a second job with the same
+            # photo and another seed would lose faces_found, face_box and the warnings.
+            is_output_node=True,
             description=(
                 f"Finds the faces (mediapipe's bundled detector over the whole photo and, for faces down to "
                 f"{MIN_FACE_PX} px, over tiles of it; OpenCV Haar as fallback), picks one and cuts a square "
