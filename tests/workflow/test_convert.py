@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from avatar_driver.contract import FACE_CROP_CLASS
 from avatar_driver.paths import WORKFLOWS_DIR
 from workflows.convert import (
     ConvertError,
@@ -91,8 +92,10 @@ def test_the_editor_has_previews_and_an_upload_the_worker_graph_has_neither(ui_p
     previews = {"EthMumbaiPreviewFaceCrop", "MaskPreview", "PreviewImage"}
     assert previews <= {node["class_type"] for node in editor.values()}
     assert "EthMumbaiLoadImage" in {node["class_type"] for node in editor.values()}
-    # The only output node the worker runs is the params file's: nothing is previewed or saved to disk.
-    assert [i for i, node in worker.items() if SNAPSHOT[node["class_type"]]["output_node"]] == [output_node]
+    # The output nodes the worker runs are the params file's and the face crop (one for its report, see the pack
+    # README): nothing is previewed or saved to disk.
+    assert [i for i, node in worker.items() if SNAPSHOT[node["class_type"]]["output_node"]
+            and node["class_type"] != FACE_CROP_CLASS] == [output_node]
     assert "EthMumbaiLoadImage" not in {node["class_type"] for node in worker.values()}
     # Every other node is the editor's, unchanged.
     assert {i: n for i, n in editor.items() if i in worker and n["class_type"] != "EthMumbaiLoadImage"} == {
