@@ -7,7 +7,7 @@ import LookChooser, { loadPicks, type Picks, savePicks } from "@/components/Look
 import { backgroundLabel, CHOICES, MAX_SEED } from "@/lib/choices";
 import { avatarBlobs, PrepareError, prepareImage, type PreparedImage } from "@/lib/client/images";
 import type { JobError, JobView, NewJob, Progress, ServiceHealth } from "@/lib/jobs";
-import { DEMO_WARNING, describeProgress, friendlyError, friendlyWarning, type Phase } from "@/lib/messages";
+import { DEMO_WARNING, describeProgress, facesLine, friendlyError, friendlyWarning, type Phase } from "@/lib/messages";
 
 const POLL_MS = 500;
 const HEALTH_POLL_MS = 2_000;
@@ -30,6 +30,8 @@ interface Avatar {
   seed?: number;
   background?: string; // undefined: the style's own
   style?: string;
+  facesFound?: number; // the worker's faces_found
+  faceIndex: number; // the face used, in the worker's order (0: the most prominent)
   warnings: JobError[];
 }
 
@@ -65,6 +67,12 @@ const sleep = (ms: number, signal: AbortSignal) =>
 function randomSeed(): number {
   const [high, low] = crypto.getRandomValues(new Uint32Array(2));
   return ((high % Math.floor(MAX_SEED / 2 ** 32)) * 2 ** 32 + low) % MAX_SEED;
+}
+
+/** The next face of a group photo, in the worker's order, back to the first after the last it takes. */
+function nextFace(avatar: Avatar): number {
+  const faces = Math.min(avatar.facesFound ?? 1, CHOICES.maxFaceIndex + 1);
+  return (avatar.faceIndex + 1) % faces;
 }
 
 function jobUrl(id: string): string {
@@ -223,8 +231,9 @@ export default function AvatarMaker() {
     }
   }, [updateHealth]);
 
-  /** Draw an avatar of the prepared photo with the current picks; `seed` undefined: the endpoint's default. */
-  const render = useCallback(async (source: Photo, seed: number | undefined) => {
+  /** Draw an avatar of the prepared photo with the current picks; `seed` undefined: the endpoint's default;
+   * `faceIndex`: which face of a group photo (0: the worker's choice, the most prominent). */
+  const render = useCallback(async (source: Photo, seed: number | undefined, faceIndex = 0) => {
     abort.current?.abort();
     releaseResult();
     const controller = new AbortController();
@@ -240,7 +249,7 @@ export default function AvatarMaker() {
       setState({ kind: "working", phase: "uploading", before });
       // The preselected style (the demo's is "photo") is sent too, so the avatar is drawn in the style the page names.
       const body = { image: source.base64, ...chosen, style: chosen.style ?? CHOICES.styles?.default,
-                     ...(seed !== undefined && { seed }) };
+                     ...(seed !== undefined && { seed }), ...(faceIndex > 0 && { face_index: faceIndex }) };
       const created = await readApi<NewJob>(
         await fetch("/api/jobs", {
           method: "POST",
@@ -284,6 +293,8 @@ export default function AvatarMaker() {
           seed: result.seed,
           style,
           background: chosen.background ?? (CHOICES.styles ? undefined : CHOICES.backgrounds.default),
+          facesFound: result.faces_found,
+          faceIndex,
           warnings,
         },
       });
@@ -358,8 +369,9 @@ export default function AvatarMaker() {
     setState({ kind: "idle" });
   };
 
-  const again = (seed: number | undefined) => {
-    if (photo.current) void render(photo.current, seed);
+  // Another seed or the same one keeps the face chosen; a new photo starts from the most prominent again.
+  const again = (seed: number | undefined, faceIndex: number) => {
+    if (photo.current) void render(photo.current, seed, faceIndex);
   };
 
   const working = state.kind === "working";
@@ -466,8 +478,9 @@ export default function AvatarMaker() {
           before={state.before}
           avatar={state.avatar}
           demo={demo}
-          onTryAnother={() => again(randomSeed())}
-          onSameAgain={() => again(state.avatar.seed)}
+          onTryAnother={() => again(randomSeed(), state.avatar.faceIndex)}
+          onSameAgain={() => again(state.avatar.seed, state.avatar.faceIndex)}
+          onAnotherFace={() => again(state.avatar.seed, nextFace(state.avatar))}
           onNewPhoto={reset}
         />
       )}
@@ -521,6 +534,7 @@ function ResultPanel({
   demo,
   onTryAnother,
   onSameAgain,
+  onAnotherFace,
   onNewPhoto,
 }: {
   panelRef: React.RefObject<HTMLElement | null>;
@@ -530,6 +544,7 @@ function ResultPanel({
   demo: boolean;
   onTryAnother: () => void;
   onSameAgain: () => void;
+  onAnotherFace: () => void;
   onNewPhoto: () => void;
 }) {
   const [shareFile, setShareFile] = useState<File | null>(null);
@@ -569,6 +584,14 @@ function ResultPanel({
               </>
             )}
           </p>
+          {(avatar.facesFound ?? 0) > 1 && (
+            <p className="result__faces" data-testid="faces">
+              {facesLine(avatar.facesFound ?? 0, avatar.faceIndex)}{" "}
+              <button type="button" className="button button--secondary" onClick={onAnotherFace}>
+                Use another face
+              </button>
+            </p>
+          )}
           {warnings.length > 0 && (
             <ul className="result__warnings" data-testid="warnings">
               {warnings.map((text) => (

@@ -10,6 +10,7 @@ export interface StylePreset {
 export interface Choices {
   styles: { default: string; presets: StylePreset[] } | null; // null until the contract has style presets
   backgrounds: { default: string; names: string[] };
+  maxFaceIndex: number; // the worker's face_index maximum (0: one face only)
 }
 
 export const CHOICES: Choices = generated as Choices;

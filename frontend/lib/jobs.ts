@@ -14,6 +14,7 @@ export interface AvatarResult {
   height: number;
   seed?: number; // absent when the worker's seed is past 2^53 (a JS number would change it)
   workflow_version?: string;
+  faces_found?: number; // faces in the photo the worker could use (face_index picks one)
   warnings?: JobError[]; // the worker's warnings (codes: its WARNING set, e.g. DEMO_MODELS, LOW_RESOLUTION_FACE)
 }
 

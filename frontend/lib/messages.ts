@@ -55,6 +55,11 @@ export function friendlyWarning(code: string): string | undefined {
   return WARNING_MESSAGES[code];
 }
 
+/** A group photo: how many faces the worker found and which one the avatar shows (`index` in its order). */
+export function facesLine(found: number, index: number): string {
+  return `${found} faces found — used ${index === 0 ? "the most prominent" : `face ${index + 1} of ${found}`}.`;
+}
+
 const STAGE_LABELS: Record<string, string> = {
   queued: "Warming up the avatar engine",
   preprocess: "Finding your face",

@@ -10,7 +10,7 @@ const frontendDir = join(dirname(fileURLToPath(import.meta.url)), "..");
 const schemaPath = join(frontendDir, "..", "worker", "schema.json");
 const target = join(frontendDir, "lib", "generated", "choices.json");
 
-const { style, background } = JSON.parse(readFileSync(schemaPath, "utf8")).properties ?? {};
+const { style, background, face_index: faceIndex } = JSON.parse(readFileSync(schemaPath, "utf8")).properties ?? {};
 if (!background?.enum?.length) {
   console.error(`${schemaPath} has no background choices (run: python -m worker.schema)`);
   process.exit(1);
@@ -35,7 +35,9 @@ if (chosen && !styles?.presets.some((preset) => preset.name === chosen)) {
 }
 if (chosen) styles.default = chosen;
 
-const choices = { styles, backgrounds: { default: background.default, names: background.enum } };
+// The highest face_index the worker takes (a group photo's other faces); 0 where the contract has no face_index.
+const choices = { styles, backgrounds: { default: background.default, names: background.enum },
+                  maxFaceIndex: faceIndex?.maximum ?? 0 };
 mkdirSync(dirname(target), { recursive: true });
 writeFileSync(target, `${JSON.stringify(choices, null, 2)}\n`);
 console.log(`wrote ${target} (${styles ? styles.presets.length : 0} styles, ${background.enum.length} backgrounds)`);

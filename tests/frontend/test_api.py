@@ -91,6 +91,17 @@ def test_styles_are_the_contracts_and_an_unknown_one_is_refused(offline_app):
     assert all(f'value="{name}"' in page and preset.label in page for name, preset in styles.items())
 
 
+def test_face_index_is_the_contracts_range(offline_app):
+    """A group photo's other faces: face_index from 0 to the params file's maximum, a whole number."""
+    highest = latest(load_workflows()).params["face_index"]["maximum"]
+    for bad in (-1, highest + 1, 1.5, "1"):
+        response = _post_job(offline_app, json={"image": _png_base64(), "face_index": bad})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_INPUT", bad
+        assert f"from 0 to {highest}" in response.json()["error"]["message"]
+    for good in (0, highest):  # valid: refused only by the absent endpoint
+        assert _post_job(offline_app, json={"image": _png_base64(), "face_index": good}).status_code == 502
+
+
 def test_valid_image_reaches_the_endpoint(offline_app):
     """A valid body passes validation and fails only at the (absent) endpoint, with a coded 502."""
     response = _post_job(offline_app, json={"image": f"data:image/png;base64,{_png_base64()}"})

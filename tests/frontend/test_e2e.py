@@ -25,6 +25,7 @@ from skimage import data as skdata
 from avatar_driver.process import free_port
 from tests.frontend.conftest import ARTIFACTS_DIR, FAKE_API_KEY, FRONTEND_DIR, next_server, owner
 from tests.helpers.waiting import wait_until
+from tools.images import scene
 from tools.worker_server import WorkerServer, start_worker
 
 pytestmark = pytest.mark.browser
@@ -551,6 +552,30 @@ def test_look_seeds_downloads_on_one_screen(local_stack, browser, artifacts, tmp
     _reload(page)  # choices last for the visit
     expect(page.get_by_role("radio", name=label, exact=True)).to_be_checked()
     expect(page.get_by_test_id("demo-notice")).to_be_visible()  # the worker said so; the page remembers it
+
+
+def test_a_group_photo_names_its_faces_and_can_use_another(local_stack, browser, artifacts, tmp_path):
+    """Two people: the result says how many faces the worker found and that it used the most prominent; "Use another
+    face" draws the other with the same seed and look (face_index 1), and after the last face comes the first again."""
+    page, _ = _open(browser, local_stack.url, viewport={"width": 1280, "height": 900})
+    bodies = _job_bodies(page)
+    group = scene(1200, 800, [(110, (350, 400)), (80, (850, 380))])  # the taller face is the more prominent
+    page.get_by_test_id("photo-input").set_input_files(_jpeg(group, tmp_path / "group.jpg"))
+    page.get_by_test_id("avatar-result").wait_for(timeout=JOB_TIMEOUT_MS)
+    faces = page.get_by_test_id("faces")
+    expect(faces).to_contain_text("2 faces found — used the most prominent.")
+    first = _avatar(page)
+    assert "face_index" not in bodies[-1]
+
+    _redraw(page, "Use another face")
+    expect(faces).to_contain_text("2 faces found — used face 2 of 2.")
+    page.screenshot(path=artifacts / "11_another_face_desktop.png", full_page=True)
+    assert bodies[-1]["face_index"] == 1 and bodies[-1]["seed"] == int(page.get_by_test_id("seed").inner_text())
+    assert _avatar(page) != first
+
+    _redraw(page, "Use another face")  # past the last face: the first again, the same pixels as at first
+    expect(faces).to_contain_text("used the most prominent")
+    assert "face_index" not in bodies[-1] and _avatar(page) == first
 
 
 def test_progress_needs_the_jobs_secret(local_stack, tmp_path):

@@ -105,6 +105,7 @@ function completedView(output: unknown): JobView {
     height: intOrUndefined(out.height) ?? 0,
     seed: Number.isSafeInteger(out.seed) ? (out.seed as number) : undefined,
     workflow_version: typeof out.workflow_version === "string" ? out.workflow_version.slice(0, 32) : undefined,
+    faces_found: intOrUndefined(out.faces_found),
     warnings: workerWarnings(out.warnings),
   };
   return { state: "completed", result: JSON.parse(JSON.stringify(result)) }; // without the undefined fields

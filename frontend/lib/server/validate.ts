@@ -48,7 +48,7 @@ export async function readJsonLimited(request: Request, maxBytes = MAX_BODY_BYTE
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DATA_URI = /^data:image\/(?:jpeg|png|webp);base64,/;
-const FIELDS = new Set(["image", "style", "background", "seed"]);
+const FIELDS = new Set(["image", "style", "background", "seed", "face_index"]);
 
 /** What the page may send: the photo, and the visitor's choices (the worker gets no other field from a browser). */
 export interface AvatarJobInput {
@@ -56,6 +56,7 @@ export interface AvatarJobInput {
   style?: string;
   background?: string;
   seed?: number;
+  face_index?: number; // which face of a group photo (0: the most prominent)
 }
 
 function choice(body: Record<string, unknown>, field: string, allowed: string[]): string | undefined {
@@ -67,7 +68,8 @@ function choice(body: Record<string, unknown>, field: string, allowed: string[])
   return value;
 }
 
-/** The job input for the worker from the page's body `{"image": <base64 or data URI>, "style"?, "background"?, "seed"?}`. */
+/** The job input for the worker from the page's body `{"image": <base64 or data URI>, "style"?, "background"?, "seed"?,
+ * "face_index"?}`. */
 export function avatarJobInput(body: unknown): AvatarJobInput {
   if (!body || typeof body !== "object" || Array.isArray(body)) {
     throw new RequestError("INVALID_INPUT", "Expected a JSON object", 400);
@@ -97,6 +99,13 @@ export function avatarJobInput(body: unknown): AvatarJobInput {
       throw new RequestError("INVALID_INPUT", `Field seed must be a whole number from 0 to ${MAX_SEED}`, 400);
     }
     input.seed = seed;
+  }
+  if (fields.face_index !== undefined) {
+    const index = fields.face_index;
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index > CHOICES.maxFaceIndex) {
+      throw new RequestError("INVALID_INPUT", `Field face_index must be a whole number from 0 to ${CHOICES.maxFaceIndex}`, 400);
+    }
+    input.face_index = index;
   }
   return input;
 }
