@@ -180,11 +180,16 @@ class Workflow:
     def model_inputs(self) -> list[ModelInput]:
         return model_inputs(self.spec)
 
-    def model_files(self, optional: bool = True) -> dict[str, str]:
-        """Model file name → its ComfyUI models folder, for every model the full graph loads (``optional=False``:
-        only those a job cannot run without)."""
-        return {self.graph[m.node]["inputs"][m.input]: m.folder
-                for m in self.model_inputs() if optional or not m.optional}
+    def model_files(self) -> dict[str, str]:
+        """Model file name → its ComfyUI models folder, for every model the graph can load (a preset's too)."""
+        return {self.graph[m.node]["inputs"][m.input]: m.folder for m in self.model_inputs()}
+
+    def required_models(self) -> dict[str, str]:
+        """The models a job with the default style and speed cannot run without (a worker refuses to report
+        ready without them): what its prompt loads, less the optional ones. A model only a preset loads (the
+        turbo speed's LoRA) is not among them: a job that picks the preset without it fails with MODEL_MISSING."""
+        optional = {self.graph[m.node]["inputs"][m.input] for m in self.model_inputs() if m.optional}
+        return {name: folder for name, folder in self.prompt("", {}).models.items() if name not in optional}
 
     @cached_property
     def style_lora(self) -> ModelInput | None:
@@ -295,6 +300,14 @@ class Workflow:
         without_photo = copy.deepcopy(graph)
         without_photo[self.image_target.node]["inputs"][self.image_target.input] = ""
         return hashlib.sha256(json.dumps(without_photo, sort_keys=True).encode()).hexdigest()
+
+
+def graph_roots(spec: dict) -> list[str]:
+    """The nodes a published graph is built to reach: the output node, and the source of every preset's graph
+    edit (a node only a preset wires in, like the turbo LoRA, has no consumer in the graph itself)."""
+    sources = [str(edit["link"][0]) for group in ("styles", "speeds") for preset in
+               (spec.get(group) or {}).get("presets", {}).values() for edit in preset.get("graph", [])]
+    return list(dict.fromkeys([str(spec["output_node"]), *sources]))
 
 
 def pinned_hashes() -> dict[str, str | None]:

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 from avatar_driver.contract import latest, load_workflows  # noqa: E402
-from avatar_driver.demo.tiny_models import TINY_PLUGIN, pin_manifest, write_tiny_models  # noqa: E402
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, pin_manifest, write_workflow_models  # noqa: E402
 from avatar_driver.process import gpu_names  # noqa: E402
 from tools.comfy import run_prompt  # noqa: E402
 from tools.images import astronaut, b64, encode  # noqa: E402
@@ -82,8 +82,7 @@ def main() -> int:
     schema = JobSchema(workflows)
     photos = unique_photos(2 * args.pairs + 1)
     with tempfile.TemporaryDirectory(prefix="worker-overhead-") as tmp:
-        names = {folder: name for name, folder in workflow.model_files().items()}
-        models = write_tiny_models(Path(tmp) / "models", names=names)
+        models = write_workflow_models(Path(tmp) / "models")
         manifest = pin_manifest(models["models_dir"], Path(tmp) / "models_manifest.yaml")
         server = start_worker(Path(tmp) / "worker", {"COMFYUI_PLUGINS": str(TINY_PLUGIN), "WARMUP": "1",
                                                      "MODEL_LOCATIONS": str(models["models_dir"]),

@@ -13,6 +13,7 @@ EXPECTED_NODES = {
     "EthMumbaiSaveImageBase64",
     "EthMumbaiLoadImage",
     "EthMumbaiPreviewFaceCrop",
+    "EthMumbaiGuidanceEnd",
 }
 
 

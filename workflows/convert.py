@@ -170,11 +170,11 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     return api
 
 
-def worker_graph(api: dict, output_node: str) -> dict:
+def worker_graph(api: dict, roots: list[str]) -> dict:
     """The graph the worker queues, from the editor's API-format graph (the converter's or the frontend's):
-    only the nodes ``output_node`` needs, in ``api``'s order, with the editor's photo loader swapped for the
-    base64 loader."""
-    needed, todo = set(), [str(output_node)]
+    only the nodes ``roots`` need (the output node, and what presets wire in: ``contract.graph_roots``), in
+    ``api``'s order, with the editor's photo loader swapped for the base64 loader."""
+    needed, todo = set(), [str(root) for root in roots]
     while todo:
         node_id = todo.pop()
         if node_id not in needed:
@@ -226,8 +226,8 @@ def model_inputs(root: Path) -> set[tuple[str, str]]:
 
 def convert(ui_path: Path, object_info: dict) -> dict:
     """The worker graph of one ``vN.ui.json`` (its ``output_node`` read from ``vN.params.json``)."""
-    output_node = contract.read_params(_sibling(ui_path, "params"))["output_node"]
-    return worker_graph(ui_to_api(json.loads(ui_path.read_text()), object_info), output_node)
+    roots = contract.graph_roots(contract.read_params(_sibling(ui_path, "params")))
+    return worker_graph(ui_to_api(json.loads(ui_path.read_text()), object_info), roots)
 
 
 def trim_object_info(object_info: dict, root: Path = paths.WORKFLOWS_DIR) -> dict:

@@ -7,13 +7,14 @@ assert plumbing, sizes, determinism and that a strength change alters the output
   ``tiny_comfy`` (a running ``ComfyProcess`` with the pack, the tiny plugin and these models).
 - To start ComfyUI yourself (e.g. the worker, which owns its ``ComfyProcess``)::
 
-      names = {folder: name for name, folder in workflow.model_files().items()}  # avatar_driver.contract.Workflow
-      plugins, model_paths_config = tiny_comfy_kwargs(tmp_path, names=names)
-      ComfyProcess(workdir=..., plugins=plugins, model_paths_config=model_paths_config)
+      models = write_workflow_models(tmp_path / "models")  # every file the latest workflow can load
+      ComfyProcess(workdir=..., plugins=[paths.PACK_DIR, TINY_PLUGIN],
+                   model_paths_config=models["model_paths_config"])
 
-  ``names`` picks the file names (ComfyUI folder -> file name). Under the workflow's own production names the
-  workflow runs unchanged; under the default tiny names (``TINY_NAMES``), put ``tiny["files"][folder]`` into each
-  model input of the params file's ``models`` list, as ``tests/workflow/test_e2e.py`` does.
+  Under the workflow's own production names the workflow runs unchanged (a folder with several of them, the
+  style and the turbo LoRA, gets the same tiny file under each). Under the default tiny names (``TINY_NAMES``;
+  ``tiny_comfy_kwargs(tmp, names=...)`` picks others, ComfyUI folder -> file name), put ``tiny["files"][folder]``
+  into each model input of the params file's ``models`` list, as ``tests/workflow/test_e2e.py`` does.
 - ``write_tiny_models(models_dir, seed)`` writes the files alone; the same seed gives the same bytes.
 
 The model class lives in the plugin ``avatar_driver/demo/tiny_sdxl`` (which ComfyUI must load: ``TINY_PLUGIN``);
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,11 +67,19 @@ def write_tiny_models(models_dir: Path, seed: int = 0, names: dict[str, str] | N
 
 
 def write_workflow_models(models_dir: Path, seed: int = 0) -> dict:
-    """Tiny models under the file names the latest workflow loads, so it runs unchanged (worker tests, the demo)."""
+    """Tiny models under every file name the latest workflow loads, so it runs unchanged with any preset (worker
+    tests, benchmarks, the demo). A folder's second name (the turbo LoRA beside the style LoRA) is a copy."""
     from avatar_driver.contract import latest, load_workflows
 
-    names = {folder: name for name, folder in latest(load_workflows()).model_files().items()}
-    return write_tiny_models(models_dir, seed, names)
+    files = latest(load_workflows()).model_files()  # file name -> folder
+    names: dict[str, str] = {}
+    for name, folder in files.items():
+        names.setdefault(folder, name)
+    models = write_tiny_models(models_dir, seed, names)
+    for name, folder in files.items():
+        if name != names[folder]:
+            shutil.copyfile(Path(models_dir) / folder / names[folder], Path(models_dir) / folder / name)
+    return models
 
 
 def pin_manifest(models_dir: Path, out: Path) -> Path:

@@ -27,7 +27,8 @@ from tools.images import (
 from workflows.convert import ui_to_api
 
 NODE_IDS = ["EthMumbaiLoadImageBase64", "EthMumbaiFaceCrop", "EthMumbaiPersonMask", "EthMumbaiLineart",
-            "EthMumbaiBackgroundComposite", "EthMumbaiSaveImageBase64", "EthMumbaiLoadImage", "EthMumbaiPreviewFaceCrop"]
+            "EthMumbaiBackgroundComposite", "EthMumbaiSaveImageBase64", "EthMumbaiLoadImage", "EthMumbaiPreviewFaceCrop",
+            "EthMumbaiGuidanceEnd"]
 # ARCHITECTURE.md: widget order is a published contract.
 CONTRACT_INPUTS = {
     "EthMumbaiLoadImageBase64": (["image_base64", "max_bytes", "max_pixels"], []),
@@ -40,6 +41,7 @@ CONTRACT_INPUTS = {
     "EthMumbaiSaveImageBase64": (["images", "format", "quality"], []),
     "EthMumbaiLoadImage": (["photo", "max_bytes", "max_pixels"], []),
     "EthMumbaiPreviewFaceCrop": (["image", "face", "crop_box"], []),
+    "EthMumbaiGuidanceEnd": (["model", "end_percent"], []),
 }
 CONTRACT_OUTPUTS = {
     "EthMumbaiLoadImageBase64": (["IMAGE", "MASK"], ["image", "mask"]),
@@ -50,6 +52,7 @@ CONTRACT_OUTPUTS = {
     "EthMumbaiSaveImageBase64": ([], []),
     "EthMumbaiLoadImage": (["IMAGE", "MASK"], ["image", "mask"]),
     "EthMumbaiPreviewFaceCrop": ([], []),
+    "EthMumbaiGuidanceEnd": (["MODEL"], ["model"]),
 }
 CODE = re.compile(r"^\[([A-Z_]+)\]")
 

@@ -19,8 +19,8 @@ UNLOADED_MARKERS = ("lora key not loaded", "NOT LOADED")
 def checkpoint_path(models: dict) -> Path:
     """The tiny checkpoint under the workflow's own file name (``worker_models``), so the workflow runs unchanged;
     the LoRA input is swapped for the trained file by the validator, as in a real run."""
-    names = {folder: name for name, folder in latest(load_workflows()).model_files().items()}
-    return models["models_dir"] / "checkpoints" / names["checkpoints"]
+    (name,) = [name for name, folder in latest(load_workflows()).model_files().items() if folder == "checkpoints"]
+    return models["models_dir"] / "checkpoints" / name
 
 
 def run_cli(args: list[str], log_path: Path, expect: int = 0) -> str:

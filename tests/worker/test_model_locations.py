@@ -25,11 +25,17 @@ def test_a_missing_required_model_refuses_readiness_naming_each_file_and_where_i
     with pytest.raises(RuntimeError, match="exited with 1") as caught:
         start_worker(tmp_path / "worker", env)
     log = str(caught.value)
-    for name, folder in WORKFLOW.model_files(optional=False).items():
+    required = WORKFLOW.required_models()
+    for name, folder in required.items():
         (line,) = [line for line in log.splitlines() if f"model {folder}/{name} not found" in line]
         assert str(empty / folder / name) in line
-    lora = WORKFLOW.style_lora.folder
-    assert f"model {lora}/" not in log, "the optional style LoRA is not a reason to refuse"
+    style_lora = WORKFLOW.graph[WORKFLOW.style_lora.node]["inputs"][WORKFLOW.style_lora.input]
+    assert style_lora not in log, "the optional style LoRA is not a reason to refuse"
+    preset_only = set(WORKFLOW.model_files()) - set(required) - {style_lora}
+    assert preset_only, "the turbo speed's LoRA is loaded by its preset only"
+    for name in preset_only:  # named, with its consequence, but no reason to refuse
+        (line,) = [line for line in log.splitlines() if f"/{name} not found" in line]
+        assert "WARNING" in line and "fail with MODEL_MISSING" in line and f"--only {name}" in line
     assert "refusing to report ready" in log
     assert "ComfyUI ready" not in log, "the check runs before ComfyUI is started"
 

@@ -1,4 +1,4 @@
-"""Styles and the optional style LoRA through the real local API (tiny models)."""
+"""Styles, speeds and the optional style LoRA through the real local API (tiny models)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,21 @@ def test_an_unknown_style_is_invalid_input_listing_the_known_ones(worker_server)
 def test_the_tiny_demo_worker_says_so_in_every_job(worker_server):
     assert "DEMO_MODELS" in codes(worker_server.succeed(avatar_job(seed=804)))
     assert "TINY-MODEL DEMO" in worker_server.log()
+
+
+def test_turbo_needs_its_lora_and_without_it_fails_naming_the_file_and_the_fetch_command(worker_server, worker_models):
+    (lightning,) = set(WORKFLOW.model_files()) - set(WORKFLOW.required_models()) - {WORKFLOW.styles.get(None).lora}
+    turbo = worker_server.succeed(avatar_job(seed=805, speed="turbo"))
+    assert turbo["image"] != worker_server.succeed(avatar_job(seed=805))["image"]
+    path = worker_models["models_dir"] / "loras" / lightning
+    hidden = path.with_name(path.name + ".hidden")
+    path.rename(hidden)
+    try:
+        code, message = worker_server.fail(avatar_job(seed=806, speed="turbo"))
+        assert code == "MODEL_MISSING", message
+        assert lightning in message and f"python scripts/fetch_models.py --only {lightning}" in message
+        fast = worker_server.succeed(avatar_job(seed=806, speed="fast"))  # the other speeds never load it
+        assert "STYLE_LORA_MISSING" not in codes(fast)
+    finally:
+        hidden.rename(path)
+    worker_server.succeed(avatar_job(seed=807, speed="turbo"))  # fetched again: no restart needed

@@ -167,7 +167,7 @@ def test_worker_graph_keeps_what_the_output_node_needs_and_swaps_the_loader():
         "4": {"inputs": {"images": ["2", 0]}, "class_type": "PreviewImage", "_meta": {"title": "Preview"}},
         "5": {"inputs": {"mask": ["1", 1]}, "class_type": "MaskPreview", "_meta": {"title": "Alpha"}},
     }
-    assert worker_graph(editor, "3") == {
+    assert worker_graph(editor, ["3"]) == {
         "1": {"inputs": {"image_base64": "", "max_bytes": 10, "max_pixels": 20},
               "class_type": "EthMumbaiLoadImageBase64", "_meta": {"title": "Photo"}},
         "2": editor["2"],

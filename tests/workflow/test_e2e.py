@@ -61,6 +61,7 @@ def renders(tiny_comfy, tiny_models) -> dict[str, dict]:
         "repeat": {"seed": 1},
         "no_lora": {"seed": 1, "lora_strength": 0.0},
         "no_controlnet": {"seed": 1, "controlnet_strength": 0.0},
+        "guidance_end": {"seed": 1, "cfg_end": 0.5},
     }
     return {name: run_prompt(tiny_comfy.url, tiny_prompt(tiny_models, **params)) for name, params in variants.items()}
 
@@ -91,6 +92,20 @@ def test_controlnet_changes_the_output(renders):
     assert mean_change(output_image(renders["no_controlnet"]), output_image(renders["base"])) > CHANGED
 
 
+def test_guidance_end_passes_the_model_through_at_1_and_changes_the_output_below(renders, tiny_comfy, tiny_models):
+    """At its default 1.0 the Guidance End node leaves the image exactly as the graph without it (the quality
+    speed is the old graph); below 1.0 the late steps run at cfg 1, a different image."""
+    prompt = tiny_prompt(tiny_models, seed=1)
+    guidance = next(nid for nid, node in prompt.items() if node["class_type"] == "EthMumbaiGuidanceEnd")
+    for node in prompt.values():  # the sampler takes the LoRA's model directly, as before the node was added
+        if node["inputs"].get("model") == [guidance, 0]:
+            node["inputs"]["model"] = prompt[guidance]["inputs"]["model"]
+    del prompt[guidance]
+    without = output_image(run_prompt(tiny_comfy.url, prompt))
+    assert without["bytes"] == output_image(renders["base"])["bytes"]
+    assert mean_change(output_image(renders["guidance_end"]), output_image(renders["base"])) > CHANGED
+
+
 def test_lora_loads_every_key(renders, tiny_comfy):
     log = tiny_comfy.log_path.read_text(errors="replace")
     assert "Requested to load" in log, "nothing was loaded: the log is not ComfyUI's"
@@ -99,8 +114,11 @@ def test_lora_loads_every_key(renders, tiny_comfy):
 
 def test_missing_model_files_are_named(tiny_comfy):
     """The production graph on a server that has only the tiny files: ComfyUI refuses it before running
-    anything, with value_not_in_list on each model input, and missing_models names every file."""
-    entry = run_prompt(tiny_comfy.url, WORKFLOW.build(PHOTO, FAST))
+    anything, with value_not_in_list on each model input, and missing_models names every file (the turbo speed's
+    prompt loads every model the graph has: the turbo LoRA on top of the default ones)."""
+    prompt = WORKFLOW.prompt(PHOTO, FAST, speed="turbo")
+    assert prompt.models == WORKFLOW.model_files()
+    entry = run_prompt(tiny_comfy.url, prompt.graph)
     assert "outputs" not in entry, "the prompt ran although no production model is there"
     missing = WORKFLOW.missing_models(entry["node_errors"])
     assert {(m.folder, m.filename) for m in missing} == {(f, name) for name, f in WORKFLOW.model_files().items()}

@@ -40,6 +40,6 @@ def test_frontend_export_equals_the_committed_api_json(frontend, ui_path):
     ui = json.loads(ui_path.read_text())
     exported = frontend.evaluate(EXPORT, ui)
     assert exported == ui_to_api(ui, load_snapshot())
-    output_node = contract.read_params(ui_path.with_name(ui_path.name.replace(".ui.", ".params.")))["output_node"]
-    assert worker_graph(exported, output_node) == json.loads(
+    roots = contract.graph_roots(contract.read_params(ui_path.with_name(ui_path.name.replace(".ui.", ".params."))))
+    assert worker_graph(exported, roots) == json.loads(
         ui_path.with_name(ui_path.name.replace(".ui.", ".api.")).read_text())

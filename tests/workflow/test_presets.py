@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 
+from avatar_driver import contract
 from avatar_driver.contract import WORKFLOW_NAME, Workflow, load_workflows
 from avatar_driver.paths import WORKFLOWS_DIR
 from tools.comfy import run_prompt
@@ -24,6 +25,8 @@ PHOTO = b64(encode(astronaut()))
 FAST = {"size": 256, "steps": 2}
 LORA = PUBLISHED.style_lora
 SAMPLER = next(iter(PUBLISHED.sampler_nodes))
+# The node between the LoRAs and the sampler: what feeds its model input is the model the sampler runs.
+GUIDANCE = next(nid for nid, node in PUBLISHED.graph.items() if node["class_type"] == "EthMumbaiGuidanceEnd")
 
 
 def edited_copy(tmp_path, edit) -> dict[str, Workflow]:
@@ -39,6 +42,10 @@ def edited_copy(tmp_path, edit) -> dict[str, Workflow]:
 
 def sampler_input(prompt, name: str):
     return prompt.graph[SAMPLER]["inputs"][name]
+
+
+def sampled_model(prompt):
+    return prompt.graph[GUIDANCE]["inputs"]["model"]
 
 
 def test_the_published_styles_are_the_ethmumbai_look_and_two_prompt_only_looks():
@@ -88,17 +95,52 @@ def test_an_absent_optional_model_is_bypassed_with_its_warning():
     lora_file = PUBLISHED.styles.get(None).lora
     present = PUBLISHED.prompt(PHOTO, FAST, installed={LORA.folder: {lora_file}})
     assert present.warnings == () and present.models[lora_file] == LORA.folder
-    assert sampler_input(present, "model") == [LORA.node, 0]
+    assert sampled_model(present) == [LORA.node, 0]
 
     absent = PUBLISHED.prompt(PHOTO, FAST, installed={LORA.folder: set()})
     assert [w.code for w in absent.warnings] == [LORA.warning] == ["STYLE_LORA_MISSING"]
     assert lora_file in absent.warnings[0].message
     assert LORA.node not in absent.graph and lora_file not in absent.models
     source = PUBLISHED.graph[LORA.node]["inputs"]
-    assert sampler_input(absent, "model") == source["model"]  # rewired to the LoRA's own inputs
+    assert sampled_model(absent) == source["model"]  # rewired to the LoRA's own inputs
     assert all(node["inputs"].get("clip") in (None, source["clip"]) for node in absent.graph.values())
     assert absent.fingerprint != present.fingerprint
     assert PUBLISHED.prompt("another photo", FAST, installed={LORA.folder: set()}).fingerprint == absent.fingerprint
+
+
+def test_turbo_stacks_the_few_step_lora_after_the_style_lora_with_its_prescribed_sampler():
+    turbo = PUBLISHED.prompt(PHOTO, {}, speed="turbo", installed={LORA.folder: {PUBLISHED.styles.get(None).lora}})
+    lightning = sampled_model(turbo)[0]
+    assert turbo.graph[lightning]["class_type"] == "LoraLoaderModelOnly"
+    assert turbo.graph[lightning]["inputs"]["model"] == [LORA.node, 0]  # style LoRA, then the turbo LoRA
+    lightning_file = turbo.graph[lightning]["inputs"]["lora_name"]
+    assert turbo.models[lightning_file] == "loras"
+    assert [sampler_input(turbo, k) for k in ("steps", "cfg", "sampler_name", "scheduler")] == [
+        4, 1.0, "euler", "sgm_uniform"]
+    # Without the style LoRA the turbo LoRA takes the checkpoint's model; it is never bypassed itself (a missing
+    # file must fail the job with MODEL_MISSING, not render a 4-step image without it).
+    bare = PUBLISHED.prompt(PHOTO, {}, speed="turbo", installed={LORA.folder: set()})
+    assert bare.graph[lightning]["inputs"]["model"] == PUBLISHED.graph[LORA.node]["inputs"]["model"]
+    assert lightning_file in bare.models and [w.code for w in bare.warnings] == ["STYLE_LORA_MISSING"]
+    # Other speeds never load it, and a worker needs it only for turbo.
+    for speed in ("quality", "fast"):
+        prompt = PUBLISHED.prompt(PHOTO, {}, speed=speed)
+        assert lightning not in prompt.graph and lightning_file not in prompt.models
+    assert lightning_file in PUBLISHED.model_files() and lightning_file not in PUBLISHED.required_models()
+
+
+def test_the_published_graph_keeps_what_only_a_preset_wires_in():
+    """The converter prunes the editor graph to what the output needs, plus the nodes presets link in."""
+    turbo_edit = PUBLISHED.speeds.get("turbo").graph[0]
+    assert turbo_edit.source in PUBLISHED.graph
+    assert turbo_edit.source in contract.graph_roots(PUBLISHED.spec)
+    assert turbo_edit.source not in PUBLISHED.prompt(PHOTO, {}).graph  # pruned from the default job
+
+
+def test_guidance_end_sets_its_node_and_changes_the_prompt():
+    early = PUBLISHED.prompt(PHOTO, {"cfg_end": 0.5})
+    assert early.graph[GUIDANCE]["inputs"]["end_percent"] == 0.5
+    assert early.fingerprint != PUBLISHED.prompt(PHOTO, {}).fingerprint
 
 
 def composite_only(spec):

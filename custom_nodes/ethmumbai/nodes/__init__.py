@@ -5,6 +5,7 @@ from typing_extensions import override
 
 from .composite import BackgroundComposite
 from .face_crop import FaceCrop
+from .guidance import GuidanceEnd
 from .lineart import Lineart
 from .load_image import LoadImageBase64, LoadImageUpload
 from .person_mask import PersonMask
@@ -12,7 +13,7 @@ from .preview import PreviewFaceCrop
 from .save_image import SaveImageBase64
 
 NODES = [LoadImageBase64, LoadImageUpload, FaceCrop, PersonMask, Lineart, BackgroundComposite, SaveImageBase64,
-         PreviewFaceCrop]
+         PreviewFaceCrop, GuidanceEnd]
 
 
 class EthMumbaiExtension(ComfyExtension):
