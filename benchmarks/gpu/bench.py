@@ -92,7 +92,11 @@ class Jobs:
         job_input = {"image": self.image(job, rerun), **self.params, "seed": 1000 + job}
         if extra is not None:
             defaults = {**self.workflow.defaults(), **job_input}
-            job_input.update(clamp(self.workflow, extra(job, defaults)))
+            changes = clamp(self.workflow, extra(job, defaults))
+            if "speed" in changes:  # the run's own --steps/--size must not override what the speed preset sets
+                for name in self.workflow.speeds.get(changes["speed"]).params:
+                    job_input.pop(name, None)
+            job_input.update(changes)
         return job_input
 
 
@@ -219,7 +223,7 @@ class Bare:
     def prompt(self, job_input: dict, transform: Callable[[dict], dict] | None, decoded: bool) -> dict:
         """The prompt the worker would queue for this job input, optionally changed and with a decoded-image output."""
         request = self.env.schema.parse(job_input)
-        prompt = self.env.workflow.build(request.image, request.params)
+        prompt = self.env.workflow.prompt(request.image, request.params, request.style, request.speed).graph
         if transform is not None:
             prompt = transform(prompt)
         if decoded:
@@ -434,7 +438,8 @@ def measure_config(env: Env, bare: Bare, variant: Variant | None) -> dict:
     first = bare.run(bare.prompt(env.jobs.job_input(0, job_params), transform, decoded=True), DECODED_NODE)
     runs = [bare.run(bare.prompt(env.jobs.job_input(i, job_params), transform, decoded=True), DECODED_NODE)
             for i in range(1, env.args.variant_runs + 1)]
-    steps = (env.jobs.job_input(1, job_params)).get("steps")
+    job = env.schema.parse(env.jobs.job_input(1, job_params))
+    steps = env.workflow.resolve(job.params, job.style, job.speed).get("steps")  # a speed preset sets its own
     return {"first_s": first["wall_s"], **summarize(runs, steps), "peak_memory": env.poller.peak(mono0),
             "_image": runs[0]["image"]}
 

@@ -101,6 +101,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("bf16_unet", "--bf16-unet (UNet in bf16 instead of ComfyUI's default fp16 on an H100)",
             "speed ±3% (same tensor-core rate); PSNR 30-40 dB (3 fewer mantissa bits)",
             "flags", flags=("--bf16-unet",), numerics=True),
+    Variant("highvram", "--highvram (every model stays in GPU memory between jobs instead of ComfyUI's normal "
+            "free-on-demand; 141 GB of HBM holds all of them many times over)",
+            "warm jobs ±2% (nothing is evicted at this size anyway); it guards a busy worker against reloads; "
+            "images identical", "flags", flags=("--highvram",), numerics=True),
     Variant("channels_last", "--force-channels-last", "sampler −5% to +5%; PSNR ≥ 40 dB",
             "flags", flags=("--force-channels-last",), numerics=True),
     Variant("split_attention", "--use-split-cross-attention instead of PyTorch SDPA (the default; xformers, "
@@ -115,11 +119,13 @@ VARIANTS: tuple[Variant, ...] = (
 
 
 def speed_variants(speeds) -> tuple[Variant, ...]:
-    """The workflow contract's speed presets (``Workflow.speeds``) other than the default, as graph variants: the
-    preset's parameters set on each job. They change the image by design, so they are proposals."""
+    """The workflow contract's speed presets (``Workflow.speeds``) other than the default, as graph variants: each
+    job names the preset (job input ``speed``), so its parameters and graph edits (turbo's LoRA) apply as in the
+    worker. They change the image by design, so they are proposals."""
     return tuple(
-        Variant(f"speed_{name}", f"speed preset {name!r}: {dict(preset.params)}",
+        Variant(f"speed_{name}", f"speed preset {name!r}: {dict(preset.params)}"
+                + (f", graph edits {[(e.node, e.input, e.source) for e in preset.graph]}" if preset.graph else ""),
                 "evaluations cut as counted by benchmarks/evaluations.py on the CPU; sampler time down by about "
                 "the same fraction (UNet and ControlNet dominate a step)", "graph",
-                job_params=lambda job, params, chosen=dict(preset.params): dict(chosen), proposal=True)
+                job_params=lambda job, params, chosen=name: {"speed": chosen}, proposal=True)
         for name, preset in speeds.presets.items() if name != speeds.default)
