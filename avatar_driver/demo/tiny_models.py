@@ -24,7 +24,6 @@ the files are built by ComfyUI's own classes in a subprocess, so the calling pro
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -83,19 +82,20 @@ def write_workflow_models(models_dir: Path, seed: int = 0) -> dict:
 
 
 def pin_manifest(models_dir: Path, out: Path) -> Path:
-    """Write a copy of the models manifest with each model the workflow loads pinned to the tiny file's sha256 and
-    size, as if the tiny files were the released ones (the worker's result cache needs every model pinned)."""
+    """Write a copy of the models manifest with each model the workflow loads pinned to the file's sha256 and size
+    in ``models_dir``, as if those files (tiny, or the GPU benchmark's random ones) were the released ones: the
+    worker checks sizes at boot, and its result cache needs every model pinned."""
     import yaml
 
     from avatar_driver.contract import latest, load_workflows
-    from avatar_driver.manifest import load_manifest
+    from avatar_driver.manifest import load_manifest, sha256_file
 
     manifest = yaml.safe_load(paths.models_manifest().read_text())
     loaded = latest(load_workflows()).model_files()
     for entry in manifest["models"]:
         if entry["filename"] in loaded:
-            data = (Path(models_dir) / loaded[entry["filename"]] / entry["filename"]).read_bytes()
-            entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+            path = Path(models_dir) / loaded[entry["filename"]] / entry["filename"]
+            entry.update(sha256=sha256_file(path), size=path.stat().st_size)
             entry.pop("todo", None)
     out.write_text(yaml.safe_dump(manifest))
     load_manifest(out)  # still a valid manifest

@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 from avatar_driver import paths  # noqa: E402
 from avatar_driver.client import ComfyClient  # noqa: E402
 from avatar_driver.contract import Workflow, latest, load_workflows  # noqa: E402
-from avatar_driver.demo.tiny_models import TINY_PLUGIN  # noqa: E402
+from avatar_driver.demo.tiny_models import TINY_PLUGIN, pin_manifest  # noqa: E402
 from avatar_driver.process import ComfyProcess, free_port  # noqa: E402
 from avatar_driver.runner import PromptRun  # noqa: E402
 from benchmarks.gpu import measure, models, report  # noqa: E402
@@ -274,15 +274,26 @@ def summarize(runs: list[dict], steps: int | None) -> dict:
 # ---------------------------------------------------------------- main phase
 
 
+def other_speeds(workflow: Workflow) -> list[str]:
+    return [name for name in workflow.speeds.presets if name != workflow.speeds.default] if workflow.speeds else []
+
+
 def worker_phase(env: Env) -> dict:
-    """The worker in a fresh process, timed from its spawn; jobs 0..N (0 = cold)."""
+    """The worker in a fresh process, timed from its spawn; jobs 0..N (0 = cold) with the default speed, then on the
+    same warm worker jobs 0..N of each other speed preset (its job 0 loads what only it needs, turbo's LoRA)."""
     n = env.args.warm_runs
     spec_path, result_path = env.work / "worker_spec.json", env.work / "worker_result.json"
-    spec_path.write_text(json.dumps({"jobs": [env.jobs.job_input(i) for i in range(n + 1)],
-                                     "keep_images": list(range(n + 1)),
+    inputs = [env.jobs.job_input(i) for i in range(n + 1)]
+    for speed in other_speeds(env.workflow):
+        inputs += [env.jobs.job_input(i, lambda job, params, chosen=speed: {"speed": chosen}) for i in range(n + 1)]
+    spec_path.write_text(json.dumps({"jobs": inputs, "keep_images": list(range(n + 1)),
                                      "comfy_log": str(env.out / "comfyui_worker.log")}))
     result_path.unlink(missing_ok=True)
+    # The worker finds models through MODEL_LOCATIONS, checked against the manifest's sizes: pinned to the random
+    # files' own (hashing ~9 GB takes seconds; done before the worker's clock starts).
+    manifest = pin_manifest(env.args.models, env.work / "models_manifest.yaml")
     child_env = {**os.environ, "EXTRA_MODEL_PATHS": str(env.model_paths),
+                 "MODEL_LOCATIONS": str(env.args.models), "MODELS_MANIFEST": str(manifest),
                  "COMFYUI_PLUGINS": os.pathsep.join(str(p) for p in env.plugins if p != paths.PACK_DIR),
                  "COMFY_WORKDIR": str(env.work / "worker_comfy"), "COMFYUI_ARGS": " ".join(env.base_args),
                  "JOB_TIMEOUT": str(JOB_DEADLINE_S), "WARMUP": "0", "COMFY_BOOT_TIMEOUT": "300"}
@@ -298,7 +309,8 @@ def worker_phase(env: Env) -> dict:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
     got = json.loads(result_path.read_text()) if result_path.is_file() else {}
-    jobs = got.get("jobs", [])
+    everything = got.get("jobs", [])
+    jobs = everything[:n + 1]  # the default speed's
     summary = {"page_cache_dropped": page_cache_dropped, "exit_code": proc.returncode,
                "import_s": round(got["imported"] - got["started"], 2) if "imported" in got else None,
                "boot_to_ready_s": round(got["ready"] - spawned, 2) if "ready" in got else None}
@@ -317,13 +329,33 @@ def worker_phase(env: Env) -> dict:
     summary.update({
         "cold_first_s": runs[0]["wall_s"], "cold_timings_s": runs[0]["timings"],
         "start_to_first_result_s": round(jobs[0]["end"] - spawned, 2),
+        "steps": env.workflow.resolve(env.jobs.params).get("steps"),
         **summarize(warm, env.jobs.params.get("steps")),
         "peak_memory": env.poller.peak(mono0, to_mono(jobs[-1]["end"])),
         "peak_memory_warm": env.poller.peak(to_mono(jobs[1]["start"]), to_mono(jobs[-1]["end"])) if warm else None,
         "image_mean_std": measure.image_stats(measure.decode_image(runs[-1]["image"])) if runs[-1]["image"] else None,
     })
     summary["_images"] = [r["image"] for r in runs]
+    summary["speeds"] = speed_summaries(env, everything[n + 1:], inputs[n + 1:])
     return summary
+
+
+def speed_summaries(env: Env, jobs: list[dict], inputs: list[dict]) -> dict:
+    """Per other speed preset, from the worker's jobs after the default speed's: first job, warm figures."""
+    n = env.args.warm_runs
+    out = {}
+    for k, speed in enumerate(other_speeds(env.workflow)):
+        part = jobs[k * (n + 1):(k + 1) * (n + 1)]
+        if not part:
+            out[speed] = {"skipped": "not reached (an earlier job failed or the deadline came)"}
+            continue
+        errors = [j["output"]["error"] for j in part if "error" in j["output"]]
+        request = env.schema.parse(inputs[k * (n + 1)])
+        steps = env.workflow.resolve(request.params, request.style, request.speed).get("steps")
+        runs = [{"wall_s": round(j["end"] - j["start"], 3), "timings": j["output"].get("timings", {})} for j in part]
+        out[speed] = {"first_s": runs[0]["wall_s"], "steps": steps, **summarize(runs[1:], steps),
+                      **({"error": errors[0]} if errors else {})}
+    return out
 
 
 def bare_phase(env: Env, bare: Bare) -> dict:

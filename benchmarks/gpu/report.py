@@ -41,6 +41,24 @@ def main_table(main: dict, memory_unit: str) -> list[str]:
     return lines
 
 
+def speeds_table(main: dict) -> list[str]:
+    """The worker's warm figures per speed preset, the default's from the main table."""
+    worker = main.get("worker") or {}
+    rows = {"the default": {**worker, "first_s": None}} | (worker.get("speeds") or {})
+    base = worker.get("median_s")
+    lines = ["| speed | steps | first job after the switch (s) | warm median (s) | warm runs (s) | sampling median (s) "
+             "| vs default |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in rows.items():
+        if row.get("skipped") or row.get("error"):
+            lines.append(f"| {name} | {row.get('skipped') or row.get('error')} | | | | | |")
+            continue
+        ratio = round(row["median_s"] / base, 3) if base and row.get("median_s") else None
+        lines.append(f"| {name} | {fmt(row.get('steps'))} | {fmt(row.get('first_s'))} | {fmt(row.get('median_s'))} | "
+                     f"{fmt_cell(row.get('runs_s'))} | {fmt((row.get('timings_median_s') or {}).get('sampling'))} | "
+                     f"×{fmt(ratio)} |")
+    return lines
+
+
 def fmt_cell(value) -> str:
     if isinstance(value, list):
         return ", ".join(fmt(v) for v in value)
@@ -106,6 +124,9 @@ def markdown(results: dict) -> str:
                   f"- worker warm / stock graph warm: ×{fmt(ratios.get('worker_warm_over_stock_graph_warm'))}",
                   f"- worker and bare outputs, lowest PSNR over the jobs: "
                   f"{fmt(main.get('worker_vs_bare_min_psnr_db'))} dB", ""]
+        if (main.get("worker") or {}).get("speeds"):
+            lines += ["### Worker per speed preset (same worker, warm; targets on an H100/H200: quality < 2.5 s and "
+                      "≤ 1.0× the stock graph, turbo < 1.0 s)", ""] + speeds_table(main) + [""]
     variants = results.get("variants")
     if variants:
         lines += ["## Speed variants (one change each, bare ComfyUI)", ""]
