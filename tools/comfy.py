@@ -32,7 +32,8 @@ def run_prompt(base_url: str, prompt: dict, timeout: float = 300.0) -> dict:
     """Queue an API-format prompt, wait on the websocket until it finishes, return its /history entry.
 
     The returned dict is the history entry (``outputs``, ``status``), or ``{"node_errors": ...,
-    "error": ...}`` when ComfyUI refused the prompt at validation. Built on the driver's client, but not on its
+    "error": ...}`` when ComfyUI refused the prompt at validation. When it refused some output nodes and ran the
+    others (the face crop reports as an output node), the entry of what ran, with the refusals' ``node_errors``. Built on the driver's client, but not on its
     ``PromptRun``: tests need the raw history entry (failed runs included) and a prompt ComfyUI partly accepted
     left queued, which PromptRun turns into errors and deletes.
     """
@@ -40,12 +41,14 @@ def run_prompt(base_url: str, prompt: dict, timeout: float = 300.0) -> dict:
     client_id, prompt_id = uuid.uuid4().hex, uuid.uuid4().hex
     events = client.events(client_id)
     events.connect(timeout)
+    refused: dict = {}
     try:
         try:
             client.queue_prompt(prompt, prompt_id, client_id)
         except PromptRejected as rejected:
             if not rejected.queued:
                 return {"error": rejected.error, "node_errors": rejected.node_errors}
+            refused = rejected.node_errors
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             event = events.receive(left)
@@ -63,4 +66,4 @@ def run_prompt(base_url: str, prompt: dict, timeout: float = 300.0) -> dict:
     # ComfyUI sends execution_error before it files the prompt in /history: wait for the entry.
     while (entry := client.history(prompt_id)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    return entry
+    return {**entry, "node_errors": refused} if refused else entry
