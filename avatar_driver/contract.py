@@ -84,6 +84,10 @@ class Presets:
     def get(self, name: str | None) -> Preset:
         return self.presets[name or self.default]
 
+    def others(self) -> list[str]:
+        """The preset names other than the default, in file order."""
+        return [name for name in self.presets if name != self.default]
+
 
 @dataclass(frozen=True)
 class JobWarning:
@@ -184,12 +188,21 @@ class Workflow:
         """Model file name → its ComfyUI models folder, for every model the graph can load (a preset's too)."""
         return {self.graph[m.node]["inputs"][m.input]: m.folder for m in self.model_inputs()}
 
+    def _optional_files(self) -> set[str]:
+        return {self.graph[m.node]["inputs"][m.input] for m in self.model_inputs() if m.optional}
+
     def required_models(self) -> dict[str, str]:
         """The models a job with the default style and speed cannot run without (a worker refuses to report
         ready without them): what its prompt loads, less the optional ones. A model only a preset loads (the
         turbo speed's LoRA) is not among them: a job that picks the preset without it fails with MODEL_MISSING."""
-        optional = {self.graph[m.node]["inputs"][m.input] for m in self.model_inputs() if m.optional}
+        optional = self._optional_files()
         return {name: folder for name, folder in self.prompt("", {}).models.items() if name not in optional}
+
+    def preset_models(self) -> dict[str, str]:
+        """The models only a preset loads (the turbo speed's LoRA): neither required nor optional. A worker
+        serves without them; the jobs that pick the preset fail with MODEL_MISSING."""
+        left_out = set(self.required_models()) | self._optional_files()
+        return {name: folder for name, folder in self.model_files().items() if name not in left_out}
 
     @cached_property
     def style_lora(self) -> ModelInput | None:
@@ -305,8 +318,8 @@ class Workflow:
 def graph_roots(spec: dict) -> list[str]:
     """The nodes a published graph is built to reach: the output node, and the source of every preset's graph
     edit (a node only a preset wires in, like the turbo LoRA, has no consumer in the graph itself)."""
-    sources = [str(edit["link"][0]) for group in ("styles", "speeds") for preset in
-               (spec.get(group) or {}).get("presets", {}).values() for edit in preset.get("graph", [])]
+    groups = [group for group in (_presets(spec.get("styles")), _presets(spec.get("speeds"))) if group]
+    sources = [edit.source for group in groups for preset in group.presets.values() for edit in preset.graph]
     return list(dict.fromkeys([str(spec["output_node"]), *sources]))
 
 

@@ -51,11 +51,10 @@ def check_models(links: ModelLinks, workflows: dict[str, Workflow]) -> dict[tupl
     for item in missing:
         log.error(item.problem())
     # A model only a preset loads (the turbo speed's LoRA): the worker serves without it, that preset does not.
-    optional = {(m.folder, workflow.graph[m.node]["inputs"][m.input]) for m in workflow.model_inputs() if m.optional}
-    for key in sorted({(folder, name) for name, folder in workflow.model_files().items()} - required - optional):
-        if found[key].path is None:
+    for name, folder in sorted(workflow.preset_models().items()):
+        if found[(folder, name)].path is None:
             log.warning("%s: jobs whose preset loads it fail with MODEL_MISSING (fetch it with: python "
-                        "scripts/fetch_models.py --only %s)", found[key].problem(), key[1])
+                        "scripts/fetch_models.py --only %s)", found[(folder, name)].problem(), name)
     if missing:
         raise BootRefused(f"{len(missing)} required model file(s) missing (MODEL_LOCATIONS: "
                           f"{', '.join(map(str, links.locations))}): refusing to report ready")

@@ -275,7 +275,13 @@ def summarize(runs: list[dict], steps: int | None) -> dict:
 
 
 def other_speeds(workflow: Workflow) -> list[str]:
-    return [name for name in workflow.speeds.presets if name != workflow.speeds.default] if workflow.speeds else []
+    return workflow.speeds.others() if workflow.speeds else []
+
+
+def resolved_steps(env: Env, job_input: dict) -> int | None:
+    """The steps a job input runs: its own, else its speed preset's, else the default."""
+    job = env.schema.parse(job_input)
+    return env.workflow.resolve(job.params, job.style, job.speed).get("steps")
 
 
 def worker_phase(env: Env) -> dict:
@@ -350,8 +356,7 @@ def speed_summaries(env: Env, jobs: list[dict], inputs: list[dict]) -> dict:
             out[speed] = {"skipped": "not reached (an earlier job failed or the deadline came)"}
             continue
         errors = [j["output"]["error"] for j in part if "error" in j["output"]]
-        request = env.schema.parse(inputs[k * (n + 1)])
-        steps = env.workflow.resolve(request.params, request.style, request.speed).get("steps")
+        steps = resolved_steps(env, inputs[k * (n + 1)])
         runs = [{"wall_s": round(j["end"] - j["start"], 3), "timings": j["output"].get("timings", {})} for j in part]
         out[speed] = {"first_s": runs[0]["wall_s"], "steps": steps, **summarize(runs[1:], steps),
                       **({"error": errors[0]} if errors else {})}
@@ -470,8 +475,7 @@ def measure_config(env: Env, bare: Bare, variant: Variant | None) -> dict:
     first = bare.run(bare.prompt(env.jobs.job_input(0, job_params), transform, decoded=True), DECODED_NODE)
     runs = [bare.run(bare.prompt(env.jobs.job_input(i, job_params), transform, decoded=True), DECODED_NODE)
             for i in range(1, env.args.variant_runs + 1)]
-    job = env.schema.parse(env.jobs.job_input(1, job_params))
-    steps = env.workflow.resolve(job.params, job.style, job.speed).get("steps")  # a speed preset sets its own
+    steps = resolved_steps(env, env.jobs.job_input(1, job_params))
     return {"first_s": first["wall_s"], **summarize(runs, steps), "peak_memory": env.poller.peak(mono0),
             "_image": runs[0]["image"]}
 

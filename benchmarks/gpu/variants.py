@@ -122,10 +122,12 @@ def speed_variants(speeds) -> tuple[Variant, ...]:
     """The workflow contract's speed presets (``Workflow.speeds``) other than the default, as graph variants: each
     job names the preset (job input ``speed``), so its parameters and graph edits (turbo's LoRA) apply as in the
     worker. They change the image by design, so they are proposals."""
-    return tuple(
-        Variant(f"speed_{name}", f"speed preset {name!r}: {dict(preset.params)}"
-                + (f", graph edits {[(e.node, e.input, e.source) for e in preset.graph]}" if preset.graph else ""),
-                "evaluations cut as counted by benchmarks/evaluations.py on the CPU; sampler time down by about "
-                "the same fraction (UNet and ControlNet dominate a step)", "graph",
-                job_params=lambda job, params, chosen=name: {"speed": chosen}, proposal=True)
-        for name, preset in speeds.presets.items() if name != speeds.default)
+    return tuple(speed_variant(name, speeds.get(name)) for name in speeds.others())
+
+
+def speed_variant(name: str, preset) -> Variant:
+    edits = f", graph edits {[(e.node, e.input, e.source) for e in preset.graph]}" if preset.graph else ""
+    return Variant(f"speed_{name}", f"speed preset {name!r}: {dict(preset.params)}{edits}",
+                   "evaluations cut as counted by benchmarks/evaluations.py on the CPU; sampler time down by about "
+                   "the same fraction (UNet and ControlNet dominate a step)", "graph",
+                   job_params=lambda job, params: {"speed": name}, proposal=True)
