@@ -24,7 +24,7 @@ from pathlib import Path
 
 from avatar_driver import paths
 from avatar_driver.errors import WARNINGS
-from avatar_driver.manifest import load_manifest
+from avatar_driver.manifest import fetch_command, load_manifest
 
 WORKFLOW_NAME = "ethmumbai_avatar"
 _VERSION_FILE = re.compile(r"^(v(\d+))\.params\.json$")
@@ -142,7 +142,7 @@ class MissingModel:
     @property
     def message(self) -> str:
         return (f"model {self.filename!r} is missing from the {self.folder} folder; "
-                f"fetch it with: python scripts/fetch_models.py --only {self.filename}")
+                f"fetch it with: {fetch_command(self.filename)}")
 
 
 def read_params(path: Path) -> dict:

@@ -93,6 +93,11 @@ class Manifest(_Strict):
         return self
 
 
+def fetch_command(name: str) -> str:
+    """The command that fetches a manifest entry (by entry, group or file name) into ``models/``."""
+    return f"python scripts/fetch_models.py --only {name}"
+
+
 class ManifestError(Exception):
     pass
 

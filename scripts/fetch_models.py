@@ -42,6 +42,7 @@ from avatar_driver.manifest import (  # noqa: E402
     Manifest,
     ManifestError,
     ModelEntry,
+    fetch_command,
     load_manifest,
     progress_bar,
     sha256_file,
@@ -209,7 +210,7 @@ def download_hf(entry: ModelEntry, staging: Path) -> Path:
         raise FetchError(
             f"cannot download {hf.repo}/{hf.file}: Hugging Face is offline or unreachable "
             f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}); on a machine with network run "
-            f"`HF_HUB_OFFLINE=0 python scripts/fetch_models.py --only {entry.name}` ({exc})"
+            f"`HF_HUB_OFFLINE=0 {fetch_command(entry.name)}` ({exc})"
         ) from exc
     except GatedRepoError as exc:
         raise FetchError(f"{hf.repo} is gated: accept its licence on the hub and set HF_TOKEN ({exc})") from exc

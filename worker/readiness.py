@@ -9,7 +9,7 @@ import logging
 from avatar_driver import paths
 from avatar_driver.contract import Workflow, latest
 from avatar_driver.locations import ModelLinks, Resolved
-from avatar_driver.manifest import load_manifest
+from avatar_driver.manifest import fetch_command, load_manifest
 from avatar_driver.process import gpu_names
 from worker.settings import Settings
 
@@ -53,8 +53,8 @@ def check_models(links: ModelLinks, workflows: dict[str, Workflow]) -> dict[tupl
     # A model only a preset loads (the turbo speed's LoRA): the worker serves without it, that preset does not.
     for name, folder in sorted(workflow.preset_models().items()):
         if found[(folder, name)].path is None:
-            log.warning("%s: jobs whose preset loads it fail with MODEL_MISSING (fetch it with: python "
-                        "scripts/fetch_models.py --only %s)", found[(folder, name)].problem(), name)
+            log.warning("%s: jobs whose preset loads it fail with MODEL_MISSING (fetch it with: %s)",
+                        found[(folder, name)].problem(), fetch_command(name))
     if missing:
         raise BootRefused(f"{len(missing)} required model file(s) missing (MODEL_LOCATIONS: "
                           f"{', '.join(map(str, links.locations))}): refusing to report ready")
