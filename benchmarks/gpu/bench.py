@@ -325,9 +325,9 @@ def worker_phase(env: Env) -> dict:
         summary["error"] = errors[0] if errors else f"only {len(jobs)} of {n + 1} jobs finished"
     if not jobs:
         return summary
-    runs = [{"wall_s": round(j["end"] - j["start"], 3), "timings": j["output"].get("timings", {}),
-             "image": j.get("image")} for j in jobs]
+    runs = [worker_run(j) for j in jobs]
     warm = runs[1:]
+    steps = resolved_steps(env, inputs[0])
 
     def to_mono(epoch: float) -> float:
         return mono0 + (epoch - spawned)
@@ -335,8 +335,7 @@ def worker_phase(env: Env) -> dict:
     summary.update({
         "cold_first_s": runs[0]["wall_s"], "cold_timings_s": runs[0]["timings"],
         "start_to_first_result_s": round(jobs[0]["end"] - spawned, 2),
-        "steps": env.workflow.resolve(env.jobs.params).get("steps"),
-        **summarize(warm, env.jobs.params.get("steps")),
+        "steps": steps, **summarize(warm, steps),
         "peak_memory": env.poller.peak(mono0, to_mono(jobs[-1]["end"])),
         "peak_memory_warm": env.poller.peak(to_mono(jobs[1]["start"]), to_mono(jobs[-1]["end"])) if warm else None,
         "image_mean_std": measure.image_stats(measure.decode_image(runs[-1]["image"])) if runs[-1]["image"] else None,
@@ -344,6 +343,12 @@ def worker_phase(env: Env) -> dict:
     summary["_images"] = [r["image"] for r in runs]
     summary["speeds"] = speed_summaries(env, everything[n + 1:], inputs[n + 1:])
     return summary
+
+
+def worker_run(job: dict) -> dict:
+    """One job record of worker_phase.py as a run: wall time, the handler's timings, the image if kept."""
+    return {"wall_s": round(job["end"] - job["start"], 3), "timings": job["output"].get("timings", {}),
+            "image": job.get("image")}
 
 
 def speed_summaries(env: Env, jobs: list[dict], inputs: list[dict]) -> dict:
@@ -357,7 +362,7 @@ def speed_summaries(env: Env, jobs: list[dict], inputs: list[dict]) -> dict:
             continue
         errors = [j["output"]["error"] for j in part if "error" in j["output"]]
         steps = resolved_steps(env, inputs[k * (n + 1)])
-        runs = [{"wall_s": round(j["end"] - j["start"], 3), "timings": j["output"].get("timings", {})} for j in part]
+        runs = [worker_run(j) for j in part]
         out[speed] = {"first_s": runs[0]["wall_s"], "steps": steps, **summarize(runs[1:], steps),
                       **({"error": errors[0]} if errors else {})}
     return out
@@ -372,7 +377,7 @@ def bare_phase(env: Env, bare: Bare) -> dict:
         runs.append(bare.run(bare.prompt(env.jobs.job_input(i), None, decoded=False), env.workflow.output_node))
     warm = runs[1:]
     summary.update({"cold_first_s": runs[0]["wall_s"], "cold_timings_s": runs[0]["timings"],
-                    **summarize(warm, env.jobs.params.get("steps")),
+                    **summarize(warm, resolved_steps(env, env.jobs.job_input(0))),
                     "peak_memory": env.poller.peak(mono0),
                     "image_mean_std": measure.image_stats(measure.decode_image(runs[-1]["image"]))})
     summary["_images"] = [r["image"] for r in runs]
